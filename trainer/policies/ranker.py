@@ -1,0 +1,219 @@
+"""The default policy: a small rotary transformer that scores each (state, candidate) pair.
+
+Each pair is read as one sequence ``[CLS] state [SEP] candidate`` with rotary position embeddings
+(RoPE: queries and keys rotated by their position, so attention sees relative order).  State
+tokens attend only within ``[CLS] state``; ``[SEP]`` and the candidate tokens attend to the whole
+sequence.  The state part of every pair is therefore identical and is computed once per state
+and shared by all its candidates (like a prefix key/value cache): the cost per candidate is its
+own tokens only.  Read-outs:
+
+- the final ``[CLS]`` vector is the state encoding: the STOP score (STOP is the empty rewrite)
+  and the value are linear heads on it;
+- the final ``[SEP]`` vector is the pair encoding: the candidate's score is a linear head on it.
+
+pi = softmax over ``[STOP, candidates]``, ``-inf`` on padding.
+
+Tokens come from a deterministic regex split (words, single punctuation marks, newlines) hashed
+into ``vocab_size`` buckets with CRC-32 (stable across processes, unlike Python's salted
+``hash``).  The state keeps its *end* (findings and the last test run's trace come last) within
+``state_tokens``; the candidate keeps its beginning within the rest of ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import zlib
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import RankerConfig
+from .base import Policy, PolicyOutput
+
+PAD, CLS, SEP = 0, 1, 2
+N_SPECIAL = 4
+"""Ids below this are reserved (PAD, CLS, SEP and one spare); hashed tokens start here."""
+
+_TOKEN = re.compile(r"\w+|[^\w\s]|\n")
+
+
+@lru_cache(maxsize=65_536)
+def tokenize(text: str, vocab_size: int) -> tuple[int, ...]:
+    """Word / punctuation / newline tokens of ``text`` as stable hashed ids in [4, vocab_size)."""
+    buckets = vocab_size - N_SPECIAL
+    return tuple(
+        N_SPECIAL + zlib.crc32(tok.encode("utf-8")) % buckets for tok in _TOKEN.findall(text)
+    )
+
+
+def rotary_tables(length: int, dim: int, base: float, device: torch.device) -> torch.Tensor:
+    """Angles ``pos * base^(-2i/dim)`` of rotary position embedding, shape [length, dim/2]."""
+    inv_freq = base ** (-torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
+    pos = torch.arange(length, device=device, dtype=torch.float32)
+    return torch.outer(pos, inv_freq)
+
+
+def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate each pair ``(x[2i], x[2i+1])`` of ``x`` [..., L, D] by ``angles`` [L, D/2] (RoPE)."""
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+
+
+class RotaryBlock(nn.Module):
+    """Pre-norm transformer layer whose self-attention rotates queries and keys (RoPE).
+
+    State rows attend within the state; candidate rows attend to their state's keys and values
+    followed by their own.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, dropout: float) -> None:
+        super().__init__()
+        if d_model % n_heads or (d_model // n_heads) % 2:
+            raise ValueError("d_model must split into n_heads heads of even width")
+        self.n_heads = n_heads
+        self.dropout = dropout
+        self.norm1 = nn.LayerNorm(d_model)
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+        self.out = nn.Linear(d_model, d_model)
+        self.norm2 = nn.LayerNorm(d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(d_model, 4 * d_model),
+            nn.GELU(),
+            nn.Linear(4 * d_model, d_model),
+            nn.Dropout(dropout),
+        )
+
+    def _qkv(self, x: torch.Tensor, angles: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Rotated queries and keys, and values, each [N, heads, L, head width]."""
+        n, length, d = x.shape
+        q, k, v = (
+            self.qkv(self.norm1(x))
+            .view(n, length, 3, self.n_heads, d // self.n_heads)
+            .permute(2, 0, 3, 1, 4)
+        )
+        return apply_rotary(q, angles), apply_rotary(k, angles), v
+
+    def _attend(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                mask: torch.Tensor) -> torch.Tensor:
+        """Residual attention then residual MLP."""
+        att = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        x = x + self.out(att.transpose(1, 2).flatten(2))
+        return x + self.mlp(self.norm2(x))
+
+    def forward(self, xs: torch.Tensor, xc: torch.Tensor, owner: torch.Tensor,
+                angles_s: torch.Tensor, angles_c: torch.Tensor, mask_s: torch.Tensor,
+                mask_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """States ``xs`` [S, Ls, D] and candidates ``xc`` [N, Lc, D] (``owner`` [N]: their state).
+
+        ``angles_s`` [Ls, D/2h], ``angles_c`` [N, 1, Lc, D/2h]; masks [S|N, 1, 1, Ls|Ls+Lc] are
+        True where a key may be attended.
+        """
+        qs, ks, vs = self._qkv(xs, angles_s)
+        qc, kc, vc = self._qkv(xc, angles_c)
+        keys = torch.cat((ks[owner], kc), dim=2)
+        values = torch.cat((vs[owner], vc), dim=2)
+        return self._attend(xs, qs, ks, vs, mask_s), self._attend(xc, qc, keys, values, mask_c)
+
+
+class RankerPolicy(Policy):
+    """Rotary transformer over ``[CLS] state [SEP] candidate``; STOP and value from ``[CLS]``."""
+
+    kind = "ranker"
+
+    def __init__(self, cfg: RankerConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or RankerConfig()
+        c = self.cfg
+        if not 0 <= c.state_tokens <= c.max_tokens - 3:
+            raise ValueError("state_tokens must leave room for [CLS], [SEP] and a candidate")
+        self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)
+        self.blocks = nn.ModuleList(
+            RotaryBlock(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)
+        )
+        self.norm = nn.LayerNorm(c.d_model)
+        self.score_head = nn.Linear(c.d_model, 1)
+        self.stop_head = nn.Linear(c.d_model, 1)
+        self.value_head = nn.Linear(c.d_model, 1)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        """Small normal initialisation (std 0.02), zero biases."""
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, std=0.02)
+        if isinstance(module, nn.Linear) and module.bias is not None:
+            nn.init.zeros_(module.bias)
+
+    def get_config(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.cfg)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> RankerPolicy:
+        """Rebuild from :meth:`get_config` output."""
+        return cls(RankerConfig(**config))
+
+    def state_ids(self, state: str) -> list[int]:
+        """``[CLS]`` and the last ``state_tokens`` token ids of ``state``."""
+        kept = tokenize(state, self.cfg.vocab_size)[-self.cfg.state_tokens :]
+        return [CLS, *kept] if self.cfg.state_tokens else [CLS]
+
+    def candidate_ids(self, candidate: str, n_state: int) -> list[int]:
+        """``[SEP]`` and the candidate's first token ids, so the pair fits ``max_tokens``."""
+        room = self.cfg.max_tokens - n_state - 1
+        return [SEP, *tokenize(candidate, self.cfg.vocab_size)[:room]]
+
+    def encode(
+        self, states: Sequence[str], candidates: Sequence[Sequence[str]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final ``[CLS]`` vectors [S, D] of the states and ``[SEP]`` vectors [N, D] of the pairs
+        (in order: state 0's candidates, then state 1's, ...), in one padded pass."""
+        device = self.embed.weight.device
+        state_seqs = [self.state_ids(s) for s in states]
+        n_state = [len(seq) for seq in state_seqs]
+        cand_seqs = [
+            self.candidate_ids(cand, n_state[i]) for i, cs in enumerate(candidates) for cand in cs
+        ]
+        owner_list = [i for i, cs in enumerate(candidates) for _ in cs]
+        ls = max(n_state)
+        lc = max((len(seq) for seq in cand_seqs), default=1)
+        ids_s = torch.tensor([seq + [PAD] * (ls - len(seq)) for seq in state_seqs], device=device)
+        ids_c = torch.tensor(
+            [seq + [PAD] * (lc - len(seq)) for seq in cand_seqs], device=device, dtype=torch.long
+        ).view(len(cand_seqs), lc)
+        owner = torch.tensor(owner_list, device=device, dtype=torch.long)
+        head_dim = self.cfg.d_model // self.cfg.n_heads
+        table = rotary_tables(self.cfg.max_tokens, head_dim, self.cfg.rope_base, device)
+        offsets = torch.tensor(n_state, device=device)[owner]
+        angles_c = table[offsets[:, None] + torch.arange(lc, device=device)][:, None]
+        mask_s = (ids_s != PAD)[:, None, None, :]
+        mask_c = torch.cat((mask_s[owner], (ids_c != PAD)[:, None, None, :]), dim=-1)
+        xs, xc = self.embed(ids_s), self.embed(ids_c)
+        for block in self.blocks:
+            xs, xc = block(xs, xc, owner, table[:ls], angles_c, mask_s, mask_c)
+        return self.norm(xs[:, 0]), self.norm(xc[:, 0])
+
+    def forward(self, states: Sequence[str], candidates: Sequence[Sequence[str]]) -> PolicyOutput:
+        if not states or len(states) != len(candidates):
+            raise ValueError("need a non-empty batch with one candidate list per state")
+        state_h, pair_h = self.encode(states, candidates)
+        width = 1 + max(len(c) for c in candidates)
+        logits = torch.full(
+            (len(states), width), -math.inf, dtype=state_h.dtype, device=state_h.device
+        )
+        logits[:, 0] = self.stop_head(state_h).squeeze(-1)
+        rows = [i for i, cs in enumerate(candidates) for _ in cs]
+        cols = [j for cs in candidates for j in range(1, 1 + len(cs))]
+        logits[rows, cols] = self.score_head(pair_h).squeeze(-1)
+        return PolicyOutput(
+            log_probs=torch.log_softmax(logits, dim=-1),
+            values=self.value_head(state_h).squeeze(-1),
+        )
