@@ -11,11 +11,11 @@ inject bugs into correct code and repair them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tree_sitter import Node, Point, Query, QueryCursor, Tree
 
-from .units import LANGUAGE, parse, parse_bytes
+from .units import LANGUAGE, has_error_in, parse, parse_bytes
 
 OPERATORS: tuple[str, ...] = (
     "comparison",
@@ -82,6 +82,8 @@ _INDEXABLE = frozenset(
     }
 )
 """Index and bound expressions that off-by-one may shift (strings, tuples... are left alone)."""
+_LOOSE = frozenset({"boolean_operator", "conditional_expression", "lambda", "named_expression"})
+"""Expression types that need parentheses after ``not``."""
 _CONDITION_PARENTS = frozenset({"if_statement", "elif_clause", "while_statement", "if_clause"})
 _NESTED_SCOPES = frozenset({"function_definition", "class_definition", "lambda"})
 
@@ -148,7 +150,9 @@ def _short(text: str, width: int = 30) -> str:
 
 def _site(node: Node, replacement: str, operator: str, title: str) -> _Site:
     line = node.start_point.row + 1
-    return _Site(node.start_byte, node.end_byte, replacement, operator, f"{title} on line {line}", line)
+    return _Site(
+        node.start_byte, node.end_byte, replacement, operator, f"{title} on line {line}", line
+    )
 
 
 def _swaps(node: Node, table: dict[str, tuple[str, ...]], operator: str) -> Iterator[_Site]:
@@ -167,7 +171,10 @@ def _needs_parens(node: Node) -> bool:
 def _int_value(node: Node) -> int | None:
     """The value of an integer literal or a negated one, else None."""
     if node.type == "unary_operator":
-        operator, argument = node.child_by_field_name("operator"), node.child_by_field_name("argument")
+        operator, argument = (
+            node.child_by_field_name("operator"),
+            node.child_by_field_name("argument"),
+        )
         if operator is not None and argument is not None and _text(operator) == "-":
             value = _int_value(argument)
             return None if value is None else -value
@@ -234,7 +241,7 @@ def _negate(node: Node) -> Iterator[_Site]:
     if node.type == "not_operator":
         return
     text = _text(node)
-    new = f"not ({text})" if _needs_parens(node) and node.type != "comparison_operator" else f"not {text}"
+    new = f"not ({text})" if node.type in _LOOSE else f"not {text}"
     yield _site(node, new, "negation", f"negate {_short(text)}")
 
 
@@ -248,6 +255,7 @@ def _remove_not(node: Node) -> Iterator[_Site]:
         and node.parent is not None
         and node.parent.type in _CONDITION_PARENTS | {"conditional_expression"}
         and argument.named_child_count == 1
+        and argument.named_children[0].type in _LOOSE
     ):
         new = _text(argument.named_children[0])
     yield _site(node, new, "negation", f"remove not from {_short(_text(node))}")
@@ -277,8 +285,8 @@ def _bound_names(node: Node) -> Iterator[Node]:
 
 
 def _scope_names(scope: Node) -> dict[str, int]:
-    """Local names of a function (or module) with the byte offset where each is first bound
-    (parameters at their own position, targets after the value they are bound to)."""
+    """The local names of a function (or module) with the byte offset where each is first bound:
+    parameters at their own position, targets after the value they are bound to."""
     names: dict[str, int] = {}
 
     def bind(target: Node, at: int) -> None:
@@ -309,7 +317,11 @@ def _value_identifiers(node: Node) -> Iterator[Node]:
     """Identifiers read as values inside an expression (not call names, attributes, keywords)."""
     if node.type == "identifier":
         parent = node.parent
-        if parent is not None and parent.type == "call" and parent.child_by_field_name("function") == node:
+        if (
+            parent is not None
+            and parent.type == "call"
+            and parent.child_by_field_name("function") == node
+        ):
             return
         yield node
         return
@@ -324,14 +336,15 @@ def _value_identifiers(node: Node) -> Iterator[Node]:
         yield from _value_identifiers(child)
 
 
-def _wrong_variable(node: Node, names_of: dict[int, dict[str, int]]) -> Iterator[_Site]:
-    """Replace a local name by each other local name already bound before it."""
+def _wrong_variable(node: Node, scopes: dict[int, dict[str, int]], target: bool) -> Iterator[_Site]:
+    """Replace a local name by each other local name already bound before it; an assignment
+    target only where its name was bound before too (so that the edit can be undone)."""
     scope = _enclosing_scope(node)
-    if scope.id not in names_of:
-        names_of[scope.id] = _scope_names(scope)
-    names = names_of[scope.id]
+    if scope.id not in scopes:
+        scopes[scope.id] = _scope_names(scope)
+    names = scopes[scope.id]
     old = _text(node)
-    if old not in names:
+    if old not in names or (target and names[old] >= node.start_byte):
         return
     for new, bound_at in names.items():
         if new != old and bound_at < node.start_byte:
@@ -343,15 +356,15 @@ def _sites(tree: Tree, lo: int, hi: int) -> list[_Site]:
     cursor = QueryCursor(_QUERY)
     cursor.set_byte_range(lo, hi)
     found: list[_Site] = []
-    names_of: dict[int, dict[str, int]] = {}
+    scopes: dict[int, dict[str, int]] = {}
     for _, captures in cursor.matches(tree.root_node):
         for capture, nodes in captures.items():
             for node in nodes:
-                found.extend(_sites_for(capture, node, names_of))
+                found.extend(_sites_for(capture, node, scopes))
     return [s for s in found if lo <= s.start and s.end <= hi]
 
 
-def _sites_for(capture: str, node: Node, names_of: dict[int, dict[str, int]]) -> Iterable[_Site]:
+def _sites_for(capture: str, node: Node, scopes: dict[int, dict[str, int]]) -> Iterable[_Site]:
     """The sites one query capture offers."""
     if capture == "comparison":
         return [
@@ -390,17 +403,41 @@ def _sites_for(capture: str, node: Node, names_of: dict[int, dict[str, int]]) ->
         name = f" of {_short(_text(call))}" if call is not None else ""
         title = f"swap arguments {_short(_text(first), 15)} and {_short(_text(second), 15)}{name}"
         return [
-            _Site(first.start_byte, second.end_byte, replacement, "swap_args",
-                  f"{title} on line {first.start_point.row + 1}", first.start_point.row + 1)
+            _Site(
+                first.start_byte,
+                second.end_byte,
+                replacement,
+                "swap_args",
+                f"{title} on line {first.start_point.row + 1}",
+                first.start_point.row + 1,
+            )
         ]
     if capture in ("returned", "assigned"):
-        return [s for ident in _value_identifiers(node) for s in _wrong_variable(ident, names_of)]
+        return [
+            s
+            for ident in _value_identifiers(node)
+            for s in _wrong_variable(ident, scopes, target=False)
+        ]
     if capture == "target":
-        return _wrong_variable(node, names_of)
+        return _wrong_variable(node, scopes, target=True)
     if capture == "constant":
         new = _CONSTANT.get(_text(node))
         return [_site(node, new, "constant", f"swap {_text(node)} for {new}")] if new else []
     return []
+
+
+def _is_word(byte: int) -> bool:
+    return chr(byte).isalnum() or byte == ord("_") or byte >= 0x80
+
+
+def _padded(data: bytes, site: _Site) -> _Site:
+    """The site with a space added where its replacement would fuse with a neighbouring word."""
+    text = site.replacement
+    if text and site.start > 0 and _is_word(data[site.start - 1]) and _is_word(ord(text[0])):
+        text = " " + text
+    if text and site.end < len(data) and _is_word(data[site.end]) and _is_word(ord(text[-1])):
+        text = text + " "
+    return site if text == site.replacement else replace(site, replacement=text)
 
 
 def _point_after(text: bytes, start_point: Point) -> Point:
@@ -409,15 +446,6 @@ def _point_after(text: bytes, start_point: Point) -> Point:
     if rows:
         return Point(start_point.row + rows, len(text) - text.rfind(b"\n") - 1)
     return Point(start_point.row, start_point.column + len(text))
-
-
-def _has_error_in(node: Node, lo: int, hi: int) -> bool:
-    """Whether an ERROR or MISSING node overlaps [lo, hi) below ``node``."""
-    if not node.has_error or node.end_byte <= lo or node.start_byte >= hi:
-        return False
-    if node.is_error or node.is_missing:
-        return True
-    return any(_has_error_in(child, lo, hi) for child in node.children)
 
 
 def _point_of(data: bytes, offset: int) -> Point:
@@ -442,7 +470,25 @@ def _parses(tree: Tree, data: bytes, site: _Site, new: bytes, lo: int, hi: int) 
     if not tree.root_node.has_error:
         return not root.has_error
     delta = len(replacement) - (site.end - site.start)
-    return not _has_error_in(root, lo, hi + delta)
+    return not has_error_in(root, lo, hi + delta)
+
+
+def _standalone_edits(
+    data: bytes, lo: int, hi: int, cap: int, operators: Iterable[str] | None
+) -> list[OperatorEdit]:
+    """Edits of a unit that the whole file's parse swallowed into an error: computed on the
+    unit's text alone (when that parses) and put back in place."""
+    unit = data[lo:hi].decode()
+    if parse(unit).root_node.has_error:
+        return []
+    shift = data.count(b"\n", 0, lo)
+    out = []
+    for edit in operator_edits(unit, cap=cap, operators=operators):
+        line = edit.line + shift
+        title = f"{edit.title.rsplit(' on line ', 1)[0]} on line {line}"
+        new = data[:lo] + edit.source.encode() + data[hi:]
+        out.append(OperatorEdit(edit.operator, line, title, new.decode()))
+    return out
 
 
 def operator_edits(
@@ -455,13 +501,15 @@ def operator_edits(
     """Every single-site operator edit within the byte range [start_byte, end_byte).
 
     Results are deduplicated by resulting source (the original excluded), each parses without
-    ERROR/MISSING nodes (inside the range when the file has syntax errors elsewhere), ordered by
+    ERROR/MISSING nodes (the range's text alone when the file has syntax errors), ordered by
     site position then operator family, and capped at ``cap``.  ``operators`` restricts the
     families (default: all of :data:`OPERATORS`).
     """
     data = source.encode()
     hi = len(data) if end_byte is None else min(end_byte, len(data))
     tree = parse(source)
+    if end_byte is not None and has_error_in(tree.root_node, start_byte, hi):
+        return _standalone_edits(data, start_byte, hi, cap, operators)
     allowed = set(OPERATORS if operators is None else operators)
     rank = {name: i for i, name in enumerate(OPERATORS)}
     sites = sorted(
@@ -470,7 +518,7 @@ def operator_edits(
     )
     seen = {data}
     edits: list[OperatorEdit] = []
-    for site in sites:
+    for site in (_padded(data, s) for s in sites):
         if len(edits) >= cap:
             break
         new = data[: site.start] + site.replacement.encode() + data[site.end :]

@@ -8,9 +8,11 @@ UTF-8 bytes.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import pairwise
 
 import tree_sitter_python
 from tree_sitter import Language, Node, Parser, Query, QueryCursor, Tree
@@ -22,6 +24,7 @@ _PARSER = Parser(LANGUAGE)
 _PARSER_LOCK = threading.Lock()
 _FUNCTIONS = Query(LANGUAGE, "(function_definition) @function")
 _SCOPES = ("function_definition", "class_definition")
+_TOP_LEVEL = re.compile(rb"\n(?=(?:async[ \t]+def|def|class)[ \t]|@)")
 
 
 def parse_bytes(data: bytes, old_tree: Tree | None = None) -> Tree:
@@ -34,6 +37,23 @@ def parse_bytes(data: bytes, old_tree: Tree | None = None) -> Tree:
 def parse(source: str) -> Tree:
     """The syntax tree of ``source``, cached by content (do not edit the returned tree)."""
     return parse_bytes(source.encode())
+
+
+def has_error_in(node: Node, lo: int, hi: int) -> bool:
+    """Whether an ERROR or MISSING node below ``node`` overlaps the byte range [lo, hi)."""
+    if not node.has_error or node.end_byte <= lo or node.start_byte >= hi:
+        return False
+    if node.is_error or node.is_missing:
+        return True
+    return any(has_error_in(child, lo, hi) for child in node.children)
+
+
+def region_parses(data: bytes, lo: int, hi: int) -> bool:
+    """Whether bytes [lo, hi) of a file are free of syntax errors: in the whole file's parse, or,
+    where an error elsewhere swallowed them, parsed on their own (a unit's text parses alone)."""
+    if not has_error_in(parse(data.decode()).root_node, lo, hi):
+        return True
+    return not parse(data[lo:hi].decode()).root_node.has_error
 
 
 @dataclass(frozen=True)
@@ -79,15 +99,14 @@ def units(source: str) -> list[Unit]:
     return list(_units(source))
 
 
-@lru_cache(maxsize=256)
-def _units(source: str) -> tuple[Unit, ...]:
-    """Cached tuple behind :func:`units`."""
-    root = parse(source).root_node
-    data = source.encode()
+def _collect(root: Node, data: bytes, byte_shift: int, line_shift: int) -> list[Unit]:
+    """The sound function definitions under ``root`` (a parse of ``data``), shifted into place."""
     found = []
     for node in QueryCursor(_FUNCTIONS).captures(root).get("function", []):
         name_node = node.child_by_field_name("name")
         if name_node is None or name_node.is_missing or node.child_by_field_name("body") is None:
+            continue
+        if node.has_error:
             continue
         name = name_node.text.decode() if name_node.text else ""
         qualname, kind = _qualname(node, name)
@@ -96,15 +115,43 @@ def _units(source: str) -> tuple[Unit, ...]:
                 name=name,
                 qualname=qualname,
                 kind=kind,
-                start_line=node.start_point.row + 1,
-                end_line=node.end_point.row + 1,
-                start_byte=node.start_byte,
-                end_byte=node.end_byte,
+                start_line=node.start_point.row + 1 + line_shift,
+                end_line=node.end_point.row + 1 + line_shift,
+                start_byte=node.start_byte + byte_shift,
+                end_byte=node.end_byte + byte_shift,
                 source=data[node.start_byte : node.end_byte].decode(),
             )
         )
-    found.sort(key=lambda u: (u.start_byte, -u.end_byte))
-    return tuple(found)
+    return found
+
+
+def _chunks(data: bytes, lo: int, hi: int) -> list[int]:
+    """Byte offsets in (lo, hi) where a top-level ``def``, ``async def``, ``class`` or decorator
+    line starts: the places where a region swallowed by a syntax error is cut and re-parsed."""
+    return [m.start() + 1 for m in _TOP_LEVEL.finditer(data, lo, hi) if m.start() + 1 > lo]
+
+
+@lru_cache(maxsize=256)
+def _units(source: str) -> tuple[Unit, ...]:
+    """Cached tuple behind :func:`units`.
+
+    Where tree-sitter's recovery swallows the rest of a file into an ERROR node (an unclosed
+    bracket), that region is cut at its top-level definitions and each piece parsed on its own.
+    """
+    root = parse(source).root_node
+    data = source.encode()
+    found = _collect(root, data, 0, 0)
+    for child in root.children if root.has_error else ():
+        if not child.has_error:
+            continue
+        cuts = [child.start_byte, *_chunks(data, child.start_byte, child.end_byte), child.end_byte]
+        for lo, hi in pairwise(cuts):
+            piece = data[lo:hi]
+            tree = parse_bytes(piece)
+            line_shift = data.count(b"\n", 0, lo)
+            found.extend(_collect(tree.root_node, piece, lo, line_shift))
+    unique = {(u.start_byte, u.end_byte): u for u in found}
+    return tuple(sorted(unique.values(), key=lambda u: (u.start_byte, -u.end_byte)))
 
 
 def unit_at(source: str, line: int, col: int = 0) -> Unit | None:
@@ -125,9 +172,9 @@ def unit_at(source: str, line: int, col: int = 0) -> Unit | None:
         end_col = len(data[last_start : unit.end_byte].decode())
         if not tail or tail.startswith("#"):
             end_col = max(col, end_col)
-        if (unit.start_line, start_col) <= (line, col) <= (unit.end_line, end_col):
-            if best is None or unit.start_byte >= best.start_byte:
-                best = unit
+        inside = (unit.start_line, start_col) <= (line, col) <= (unit.end_line, end_col)
+        if inside and (best is None or unit.start_byte >= best.start_byte):
+            best = unit
     return best
 
 

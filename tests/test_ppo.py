@@ -57,8 +57,11 @@ def textbook_gae(rewards, values, dones, lam, gamma, last_value):
 def test_gae_hand_computed():
     # two-step episode, gamma 1: d1 = 1 - 0.5 = 0.5; d0 = 0 + 0.5 - 0.2 = 0.3
     adv, ret = generalized_advantages(
-        torch.tensor([0.0, 1.0]), torch.tensor([0.2, 0.5]), torch.tensor([0.0, 1.0]),
-        torch.tensor([0.5, 0.9]), gamma=1.0,
+        torch.tensor([0.0, 1.0]),
+        torch.tensor([0.2, 0.5]),
+        torch.tensor([0.0, 1.0]),
+        torch.tensor([0.5, 0.9]),
+        gamma=1.0,
     )
     assert adv.tolist() == pytest.approx([0.3 + 0.5 * 0.5, 0.5])
     assert ret.tolist() == pytest.approx([0.75, 1.0])
@@ -77,10 +80,16 @@ def test_gae_constant_lambda_is_textbook(data, lam, gamma, last):
     rewards, values, dones = zip(*data)
     dones = [float(d) for d in dones]
     adv, _ = generalized_advantages(
-        torch.tensor(rewards), torch.tensor(values), torch.tensor(dones),
-        torch.full((len(rewards),), lam), gamma, last,
+        torch.tensor(rewards),
+        torch.tensor(values),
+        torch.tensor(dones),
+        torch.full((len(rewards),), lam),
+        gamma,
+        last,
     )
-    assert adv.tolist() == pytest.approx(textbook_gae(rewards, values, dones, lam, gamma, last), abs=1e-4)
+    assert adv.tolist() == pytest.approx(
+        textbook_gae(rewards, values, dones, lam, gamma, last), abs=1e-4
+    )
 
 
 @settings(max_examples=60, deadline=None)
@@ -109,7 +118,9 @@ def test_explained_variance():
     assert explained_variance(y, y) == 1.0
     assert explained_variance(torch.zeros(3), y) == pytest.approx(0.0)
     assert explained_variance(y + 1, y) == pytest.approx(1.0)
-    assert explained_variance(torch.tensor([3.0, 2.0, 1.0]), y) == pytest.approx(1 - (8 / 3) / (2 / 3))
+    assert explained_variance(torch.tensor([3.0, 2.0, 1.0]), y) == pytest.approx(
+        1 - (8 / 3) / (2 / 3)
+    )
     assert math.isnan(explained_variance(y, torch.ones(3)))
 
 
@@ -131,8 +142,17 @@ def test_update_learns_and_logs_diagnostics():
         diag = learner.update(_bandit_buffer(learner, 0.95, seed=i))
     probs = learner.policy(["s"], [["a", "b", "c"]]).log_probs.exp()[0]
     assert probs[2] > 0.8
-    for key in ("approx_kl", "clip_fraction", "explained_variance", "mean_delta", "mean_gate",
-                "policy_loss", "value_loss", "entropy", "clip_fraction[0.75-1.00]"):
+    for key in (
+        "approx_kl",
+        "clip_fraction",
+        "explained_variance",
+        "mean_delta",
+        "mean_gate",
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "clip_fraction[0.75-1.00]",
+    ):
         assert key in diag
     assert diag["mean_delta"] == pytest.approx(0.2 * math.tanh(3 * 0.95), abs=1e-6)
     assert len(learner.history) == 15
@@ -155,14 +175,16 @@ def test_low_confidence_samples_weigh_less():
     final = {}
     for name, switches in {
         "ours": PPOConfig(lr=0.05, seed=3),
-        "ppo": PPOConfig(lr=0.05, seed=3, use_confidence=False, adaptive_trust_region=False, gate=False),
+        "ppo": PPOConfig(
+            lr=0.05, seed=3, use_confidence=False, adaptive_trust_region=False, gate=False
+        ),
     }.items():
         learner = PPOLearner(TablePolicy(["a", "b", "c"]), switches)
         for i in range(10):
             learner.update(_split_buffer(learner, 0.95, 0.3, seed=i))
         final[name] = learner.policy(["s"], [["a", "b", "c"]]).log_probs.exp()[0]
     assert final["ours"][2] > 0.7 and final["ours"][2] > final["ours"][3] + 0.5
-    assert abs(float(final["ppo"][2] - final["ppo"][3])) < 0.3
+    assert abs(float(final["ppo"][2].detach() - final["ppo"][3].detach())) < 0.3
 
 
 def test_trust_region_bounds_the_ratios():
@@ -176,7 +198,9 @@ def test_trust_region_bounds_the_ratios():
         learner.update(buffer)
         actions = torch.tensor([t.action for t in buffer.transitions])
         with torch.no_grad():
-            new, _, _ = learner.policy.evaluate_actions(["s"] * len(actions), [["a", "b", "c"]] * len(actions), actions)
+            new, _, _ = learner.policy.evaluate_actions(
+                ["s"] * len(actions), [["a", "b", "c"]] * len(actions), actions
+            )
         spread[delta_base] = float(((new - buffer.column("log_prob")).exp() - 1).abs().max())
     assert spread[5.0] > 2 * spread[0.02]  # measured: 0.71 vs 0.31 (Adam momentum overshoots a bit)
 

@@ -25,7 +25,9 @@ def test_radius_hand_values():
     assert trust_region_radius(0.5) == pytest.approx(0.2 * math.tanh(1.5))  # 0.18103
     assert trust_region_radius(0.5) == pytest.approx(0.181029, abs=1e-6)
     assert trust_region_radius(0.0) == 0.0
-    assert trust_region_radius(1.0, delta_base=0.3, gamma=1.0) == pytest.approx(0.3 * 0.761594, abs=1e-6)
+    assert trust_region_radius(1.0, delta_base=0.3, gamma=1.0) == pytest.approx(
+        0.3 * 0.761594, abs=1e-6
+    )
 
 
 @given(a=unit, b=unit)

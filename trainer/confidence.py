@@ -18,8 +18,9 @@ Every feedback item i carries a Beta(alpha_i, beta_i) belief in its reliability 
 * ``theta = alpha / (alpha + beta)`` (eq. 6); the reviewer's buffer M keeps the theta of their
   last w items as observed; ``theta_hat`` is the smoothed value (eq. 18) when Var(M) > nu.
 
-f_phi is trained online: after each update, one Adam step moves its predicted mean
-``alpha0 / (alpha0 + beta0)`` toward the current posterior mean of every item just updated.
+f_phi is trained online: every item that receives an update is queued, and once
+``prior_batch`` are queued one Adam step moves f_phi's predicted mean ``alpha0 / (alpha0 + beta0)``
+toward their current posterior means.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import dataclasses
 import json
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,6 +245,18 @@ def prior_with_history(
     )
 
 
+@contextmanager
+def _single_threaded() -> Iterator[None]:
+    """Run torch ops on one intra-op thread: f_phi is far too small to gain from more, and on a
+    busy CPU the thread pool's synchronisation makes each step 10-100x slower."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
 # ---------------------------------------------------------------- state
 
 
@@ -319,7 +333,11 @@ def _row_tensor(row: dict[str, Any]) -> torch.Tensor:
 
 
 class ConfidenceEstimator:
-    """Online Bayesian confidence of feedback items and reviewers (eq. 4-9, 18)."""
+    """Online Bayesian confidence of feedback items and reviewers (eq. 4-9, 18).
+
+    Thread-safe (one lock).  Constructing it asks ``text_encoder.dim``, which loads that model.
+    Embeddings are never stored: they come from the encoders' caches when needed.
+    """
 
     def __init__(
         self,
@@ -351,7 +369,7 @@ class ConfidenceEstimator:
         self._executions: list[tuple[int, str, bool]] = []
         self._by_suggestion: dict[str, list[str]] = {}
         self._by_location: dict[str, list[str]] = {}
-        self._features: dict[str, np.ndarray] = {}
+        self._pending: list[str] = []
         self._seq = 0
 
     def _reviewer(self, reviewer: str) -> ReviewerState:
@@ -360,14 +378,6 @@ class ConfidenceEstimator:
             alpha, beta = self.cfg.reviewer_prior
             state = self._reviewers[reviewer] = ReviewerState(alpha, beta)
         return state
-
-    def _item_features(self, item_id: str) -> np.ndarray:
-        vec = self._features.get(item_id)
-        if vec is None:
-            vec = self._features[item_id] = feedback_features(
-                self._items[item_id].item, self.text_encoder
-            )
-        return vec
 
     def _apply(self, update: Update) -> None:
         """Add one increment to an item and its reviewer and record it."""
@@ -382,30 +392,55 @@ class ConfidenceEstimator:
         self._updates.setdefault(update.item_id, []).append(update)
 
     def _train_prior(self, item_ids: Iterable[str]) -> None:
-        """One Adam step of f_phi toward the posterior mean of each given item."""
-        ids = list(dict.fromkeys(item_ids))
-        if not ids:
+        """Queue updated items; once ``prior_batch`` are queued, one Adam step of f_phi toward
+        each queued item's current posterior mean."""
+        self._pending.extend(item_ids)
+        if len(self._pending) < self.cfg.prior_batch:
             return
-        features = torch.from_numpy(np.stack([self._item_features(i) for i in ids]))
+        ids = list(dict.fromkeys(self._pending))
+        self._pending.clear()
+        features = torch.from_numpy(
+            np.stack([feedback_features(self._items[i].item, self.text_encoder) for i in ids])
+        )
         target = torch.tensor([self._items[i].theta for i in ids], dtype=torch.float32)
-        alpha0, beta0 = self._prior_net(features)
-        loss = torch.mean((alpha0 / (alpha0 + beta0) - target) ** 2)
-        self._optimizer.zero_grad()
-        loss.backward()
-        self._optimizer.step()
+        with _single_threaded():
+            alpha0, beta0 = self._prior_net(features)
+            loss = torch.mean((alpha0 / (alpha0 + beta0) - target) ** 2)
+            self._optimizer.zero_grad()
+            loss.backward()
+            self._optimizer.step()
 
     def _earlier_related(self, item: FeedbackItem) -> list[str]:
+        """The ``related_window`` most recent earlier items of other reviewers on the same
+        suggestion or location."""
         related = list(self._by_suggestion.get(item.suggestion_id, ()))
         if item.location:
             related.extend(self._by_location.get(item.location, ()))
-        return list(dict.fromkeys(related))
+        others = [
+            i for i in dict.fromkeys(related) if self._items[i].item.reviewer != item.reviewer
+        ]
+        others.sort(key=lambda i: self._items[i].seq)
+        return others[-self.cfg.related_window :] if self.cfg.related_window > 0 else []
+
+    def _f_phi(self, features: np.ndarray) -> tuple[float, float]:
+        with torch.no_grad(), _single_threaded():
+            alpha0, beta0 = self._prior_net(torch.from_numpy(features)[None])
+        return float(alpha0[0]), float(beta0[0])
 
     # ------------------------------------------------------------ public API
+
+    def f_phi_prior(self, item: FeedbackItem) -> tuple[float, float]:
+        """(alpha0, beta0) that f_phi gives ``item`` now, without the reviewer's history (eq. 5)."""
+        with self._lock:
+            return self._f_phi(feedback_features(item, self.text_encoder))
 
     def observe(self, item: FeedbackItem) -> float:
         """Add one feedback item; return its confidence in use, theta_hat.
 
-        Idempotent: an item id seen before changes nothing and returns its current theta_hat.
+        Prior from f_phi plus the reviewer's history (eq. 5); then every earlier item on the same
+        suggestion or location, by another reviewer, is compared (eq. 9) and both items and both
+        reviewers get the increment (eq. 7-8); the item's resulting theta is appended to its
+        reviewer's buffer M (eq. 18).  Idempotent: an id seen before changes nothing.
         """
         with self._lock:
             if item.id in self._items:
@@ -414,9 +449,7 @@ class ConfidenceEstimator:
             self._seq += 1
             reviewer = self._reviewer(item.reviewer)
             features = feedback_features(item, self.text_encoder)
-            with torch.no_grad():
-                a_phi, b_phi = self._prior_net(torch.from_numpy(features)[None])
-            alpha_phi, beta_phi = float(a_phi[0]), float(b_phi[0])
+            alpha_phi, beta_phi = self._f_phi(features)
             alpha0, beta0 = prior_with_history(
                 alpha_phi,
                 beta_phi,
@@ -429,7 +462,6 @@ class ConfidenceEstimator:
             self._items[item.id] = ItemState(
                 item, seq, alpha_phi, beta_phi, alpha0 - alpha_phi, beta0 - beta_phi, alpha0, beta0
             )
-            self._features[item.id] = features
             reviewer.count += 1
             updated = []
             for other_id in related:
@@ -564,6 +596,8 @@ class ConfidenceEstimator:
             events.sort(key=lambda e: e[0])
             owners = {s.item.id: s.item.reviewer for s in self._items.values()}
             removed = sum(1 for owner in owners.values() if owner == reviewer)
+            if removed == 0 and reviewer not in self._reviewers:
+                return 0
             self._reset()
             for _, item, fid, ok in events:
                 if owners[fid] == reviewer:
@@ -614,6 +648,7 @@ class ConfidenceEstimator:
             meta = [
                 {"key": "seed", "value": json.dumps(self.seed)},
                 {"key": "next_seq", "value": json.dumps(self._seq)},
+                {"key": "pending", "value": json.dumps(self._pending)},
             ]
             return {
                 "meta": meta,
@@ -675,6 +710,7 @@ class ConfidenceEstimator:
                 opt_state["state"].setdefault(int(index), {})[key] = tensor
         est._optimizer.load_state_dict(opt_state)
         est._seq = int(meta["next_seq"])
+        est._pending = list(meta["pending"])
         return est
 
 

@@ -40,7 +40,7 @@ class ConfidenceConfig:
 
     increment: float = 0.25
     """c (eq. 7-8): Beta increment per consistency observation, in [0.1, 0.5]."""
-    exec_increment: float = 0.5
+    exec_increment: float = 1.0
     """c_exec: Beta increment when execution verifies (alpha) or refutes (beta) a feedback item."""
     consistency_threshold: float = 0.8
     """tau_c (eq. 9): cosine above which two text/diff feedback items are consistent."""
@@ -58,6 +58,12 @@ class ConfidenceConfig:
     """Width of the hidden layer of f_phi (eq. 5)."""
     prior_lr: float = 1e-3
     """Learning rate of the online training of f_phi toward each item's posterior mean."""
+    related_window: int = 1
+    """Earlier items (of other reviewers, on the same suggestion or location) a new item is
+    compared with (eq. 9): the most recent ones.  Bounds the cost and keeps agreement with a
+    large crowd from drowning out execution evidence."""
+    prior_batch: int = 32
+    """Updated items collected before one Adam step of f_phi (keeps the online training cheap)."""
     prior_scale: float = 2.0
     """Upper bound of alpha0 + beta0 - 2 from f_phi: a prior never outweighs a few observations."""
 
@@ -112,6 +118,10 @@ class PPOConfig:
     """Ablation 'no confidence weighting': when False, the human signal enters with theta_hat = 1."""
     gate: bool = True
     """Ablation 'no gate': when False, q == 1."""
+    normalize_gate: bool = True
+    """Divide the gated policy loss by sum(q) rather than the sample count (eq. 17): the gate
+    then weights samples against each other without shrinking the policy term against the value
+    and entropy terms, which under Adam would only slow learning."""
     smoothing: bool = True
     """Ablation 'no closed-loop smoothing': when False, theta is used unsmoothed (eq. 18 off)."""
     seed: int = 0
@@ -152,11 +162,25 @@ class GenerativeConfig:
     max_new_tokens: int = 128
     """Tokens generated per rewrite."""
     temperature: float = 1.0
-    """Sampling temperature."""
+    """Sampling temperature (> 0); log-probs are computed at the same temperature."""
     lora: bool = False
     """Wrap the model with a peft LoRA adapter."""
     lora_rank: int = 8
     """LoRA rank."""
+    lora_alpha: float = 16.0
+    """LoRA scaling numerator (the update is scaled by lora_alpha / lora_rank)."""
+    lora_targets: str = "all-linear"
+    """Modules LoRA adapts: ``all-linear`` or comma-separated module names (``q_proj,v_proj``)."""
+    prompt_template: str = "{state}\n### Rewrite:\n"
+    """Prompt built from a state; the action's tokens follow it."""
+    max_prompt_tokens: int = 1024
+    """Prompt tokens kept (its end, where the template puts the instruction)."""
+    max_action_tokens: int = 512
+    """Tokens of a candidate scored (longer candidates are cut before EOS)."""
+    micro_batch: int = 16
+    """(prompt, action) rows per LM forward pass."""
+    cache_size: int = 4096
+    """Tokenised prompts and actions kept in memory (LRU, keyed by text)."""
 
 
 @dataclass

@@ -105,9 +105,19 @@ def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, delta: torc
     return torch.min(ratio * advantages, clipped * advantages)
 
 
-def gated_policy_loss(surrogate: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-    """Policy loss -mean(q_t L_t): the gate scales each sample's gradient (eq. 17)."""
-    return -(gate * surrogate).mean()
+def gated_policy_loss(
+    surrogate: torch.Tensor, gate: torch.Tensor, normalize: bool = False
+) -> torch.Tensor:
+    """Policy loss -mean(q_t L_t): the gate scales each sample's gradient (eq. 17).
+
+    With ``normalize`` the sum is divided by sum(q_t) instead of the sample count: samples are
+    weighted against each other while the policy term keeps its scale against the value and
+    entropy terms (Adam undoes a uniform scale of the whole loss anyway).
+    """
+    weighted = gate * surrogate
+    if normalize:
+        return -weighted.sum() / gate.sum().clamp_min(1e-8)
+    return -weighted.mean()
 
 
 def explained_variance(predicted: torch.Tensor, target: torch.Tensor) -> float:
@@ -170,7 +180,7 @@ class PPOLearner:
                 if cfg.normalize_advantages and len(idx) > 1:
                     adv = (adv - adv.mean()) / (adv.std() + 1e-8)
                 surrogate = clipped_surrogate(ratio, adv, delta[idx])
-                policy_loss = gated_policy_loss(surrogate, gate[idx])
+                policy_loss = gated_policy_loss(surrogate, gate[idx], cfg.normalize_gate)
                 value_loss = 0.5 * (value - returns[idx]).pow(2).mean()
                 loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy.mean()
 

@@ -27,6 +27,7 @@ import re
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -52,18 +53,22 @@ def tokenize(text: str, vocab_size: int) -> tuple[int, ...]:
     )
 
 
-def rotary_tables(length: int, dim: int, base: float, device: torch.device) -> torch.Tensor:
-    """Angles ``pos * base^(-2i/dim)`` of rotary position embedding, shape [length, dim/2]."""
+def rotary_tables(
+    length: int, dim: int, base: float, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cosines and sines of the RoPE angles ``pos * base^(-2i/dim)``, each [length, dim/2]."""
     inv_freq = base ** (-torch.arange(0, dim, 2, device=device, dtype=torch.float32) / dim)
-    pos = torch.arange(length, device=device, dtype=torch.float32)
-    return torch.outer(pos, inv_freq)
+    angles = torch.outer(torch.arange(length, device=device, dtype=torch.float32), inv_freq)
+    return angles.cos(), angles.sin()
 
 
-def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate each pair ``(x[2i], x[2i+1])`` of ``x`` [..., L, D] by ``angles`` [L, D/2] (RoPE)."""
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    x1, x2 = x[..., 0::2], x[..., 1::2]
-    return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [..., L, D] pairwise: coordinates i and i + D/2 by the angle of (cos, sin)[L, D/2].
+
+    A rotation: norms are preserved and ``<R_m q, R_n k>`` depends on ``n - m`` only (RoPE).
+    """
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
 
 
 class RotaryBlock(nn.Module):
@@ -90,7 +95,9 @@ class RotaryBlock(nn.Module):
             nn.Dropout(dropout),
         )
 
-    def _qkv(self, x: torch.Tensor, angles: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    def _qkv(
+        self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, ...]:
         """Rotated queries and keys, and values, each [N, heads, L, head width]."""
         n, length, d = x.shape
         q, k, v = (
@@ -98,10 +105,11 @@ class RotaryBlock(nn.Module):
             .view(n, length, 3, self.n_heads, d // self.n_heads)
             .permute(2, 0, 3, 1, 4)
         )
-        return apply_rotary(q, angles), apply_rotary(k, angles), v
+        return apply_rotary(q, *rope), apply_rotary(k, *rope), v
 
-    def _attend(self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                mask: torch.Tensor) -> torch.Tensor:
+    def _attend(
+        self, x: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
         """Residual attention then residual MLP."""
         att = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0
@@ -109,18 +117,30 @@ class RotaryBlock(nn.Module):
         x = x + self.out(att.transpose(1, 2).flatten(2))
         return x + self.mlp(self.norm2(x))
 
-    def forward(self, xs: torch.Tensor, xc: torch.Tensor, owner: torch.Tensor,
-                angles_s: torch.Tensor, angles_c: torch.Tensor, mask_s: torch.Tensor,
-                mask_c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(
+        self,
+        xs: torch.Tensor,
+        xc: torch.Tensor,
+        owner: torch.Tensor,
+        rope_s: tuple[torch.Tensor, torch.Tensor],
+        rope_c: tuple[torch.Tensor, torch.Tensor],
+        mask_s: torch.Tensor,
+        mask_c: torch.Tensor,
+        readout_only: bool = False,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """States ``xs`` [S, Ls, D] and candidates ``xc`` [N, Lc, D] (``owner`` [N]: their state).
 
-        ``angles_s`` [Ls, D/2h], ``angles_c`` [N, 1, Lc, D/2h]; masks [S|N, 1, 1, Ls|Ls+Lc] are
-        True where a key may be attended.
+        ``rope_s`` (cos, sin) [Ls, D/2h], ``rope_c`` [N, 1, Lc, D/2h]; masks
+        [S|N, 1, 1, Ls|Ls+Lc] are True where a key may be attended.  With ``readout_only``
+        (the last layer) only each row's first position ([CLS] / [SEP]) is computed: the
+        others would never be read.
         """
-        qs, ks, vs = self._qkv(xs, angles_s)
-        qc, kc, vc = self._qkv(xc, angles_c)
+        qs, ks, vs = self._qkv(xs, rope_s)
+        qc, kc, vc = self._qkv(xc, rope_c)
         keys = torch.cat((ks[owner], kc), dim=2)
         values = torch.cat((vs[owner], vc), dim=2)
+        if readout_only:
+            xs, qs, xc, qc = xs[:, :1], qs[:, :, :1], xc[:, :1], qc[:, :, :1]
         return self._attend(xs, qs, ks, vs, mask_s), self._attend(xc, qc, keys, values, mask_c)
 
 
@@ -157,8 +177,10 @@ class RankerPolicy(Policy):
         return dataclasses.asdict(self.cfg)
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> RankerPolicy:
-        """Rebuild from :meth:`get_config` output."""
+    def from_config(cls, config: dict[str, Any], assets: Path | None = None) -> RankerPolicy:
+        """Rebuild from :meth:`get_config` output (the ranker has no assets besides weights)."""
+        if assets is not None:
+            raise ValueError("the ranker policy has no assets")
         return cls(RankerConfig(**config))
 
     def state_ids(self, state: str) -> list[int]:
@@ -191,14 +213,18 @@ class RankerPolicy(Policy):
         ).view(len(cand_seqs), lc)
         owner = torch.tensor(owner_list, device=device, dtype=torch.long)
         head_dim = self.cfg.d_model // self.cfg.n_heads
-        table = rotary_tables(self.cfg.max_tokens, head_dim, self.cfg.rope_base, device)
-        offsets = torch.tensor(n_state, device=device)[owner]
-        angles_c = table[offsets[:, None] + torch.arange(lc, device=device)][:, None]
+        cos, sin = rotary_tables(self.cfg.max_tokens, head_dim, self.cfg.rope_base, device)
+        positions = torch.tensor(n_state, device=device)[owner][:, None] + torch.arange(
+            lc, device=device
+        )
+        rope_s = (cos[:ls], sin[:ls])
+        rope_c = (cos[positions][:, None], sin[positions][:, None])
         mask_s = (ids_s != PAD)[:, None, None, :]
         mask_c = torch.cat((mask_s[owner], (ids_c != PAD)[:, None, None, :]), dim=-1)
         xs, xc = self.embed(ids_s), self.embed(ids_c)
-        for block in self.blocks:
-            xs, xc = block(xs, xc, owner, table[:ls], angles_c, mask_s, mask_c)
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            xs, xc = block(xs, xc, owner, rope_s, rope_c, mask_s, mask_c, readout_only=i == last)
         return self.norm(xs[:, 0]), self.norm(xc[:, 0])
 
     def forward(self, states: Sequence[str], candidates: Sequence[Sequence[str]]) -> PolicyOutput:
