@@ -57,7 +57,7 @@ def show_config(config: ConfigOption = Path("pyproject.toml"), set_: SetOption =
 @app.command()
 def demo(
     seeds: Annotated[int, typer.Option(help="Seeds per method.")] = 3,
-    steps: Annotated[int, typer.Option(help="Interaction steps per run.")] = 1024,
+    steps: Annotated[int, typer.Option(help="Interaction steps per run.")] = 2048,
     condition: Annotated[str, typer.Option(help="Reviewer pool: high, mixed or low.")] = "mixed",
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
