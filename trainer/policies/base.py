@@ -23,6 +23,15 @@ class PolicyOutput:
     """Shape [B]."""
 
 
+def select_action(
+    log_probs: torch.Tensor, greedy: bool = False, generator: torch.Generator | None = None
+) -> int:
+    """The argmax of one row of log-probabilities, or a sample from it."""
+    if greedy:
+        return int(torch.argmax(log_probs))
+    return int(torch.multinomial(log_probs.exp().cpu(), 1, generator=generator))
+
+
 class Policy(nn.Module):
     """Base class: subclasses implement ``forward`` and ``get_config``."""
 
@@ -59,9 +68,5 @@ class Policy(nn.Module):
     ) -> tuple[int, float, float]:
         """Choose an action for one state: (action index, its log-prob, value)."""
         out = self([state], [list(candidates)])
-        log_probs = out.log_probs[0]
-        if greedy:
-            action = int(torch.argmax(log_probs))
-        else:
-            action = int(torch.multinomial(log_probs.exp(), 1, generator=generator))
-        return action, float(log_probs[action]), float(out.values[0])
+        action = select_action(out.log_probs[0], greedy, generator)
+        return action, float(out.log_probs[0, action]), float(out.values[0])

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..config import GenerativeConfig
-from .base import Policy, PolicyOutput
+from .base import Policy, PolicyOutput, select_action
 
 
 def _offline_transformers() -> Any:
@@ -268,12 +268,7 @@ class GenerativePolicy(Policy):
     ) -> tuple[int, float, float]:
         """Pick by the ranking of :meth:`forward`; report the sequence log-prob of the pick
         (the quantity :meth:`evaluate_actions` returns, so PPO's ratio starts at one)."""
-        out = self([state], [list(candidates)])
-        log_probs = out.log_probs[0]
-        if greedy:
-            action = int(torch.argmax(log_probs))
-        else:
-            action = int(torch.multinomial(log_probs.exp().cpu(), 1, generator=generator))
+        action = select_action(self([state], [list(candidates)]).log_probs[0], greedy, generator)
         logp, value, _ = self.evaluate_actions([state], [list(candidates)], torch.tensor([action]))
         return action, float(logp[0]), float(value[0])
 
