@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 
 from .findings import Finding, findings_by_line
+from .sandbox import RunResult
 from .units import Unit, node_sequence
 
 
@@ -25,6 +26,16 @@ class TestTrace:
     passed: int
     failed: int
     failures: tuple[tuple[str, str, int | None], ...] = field(default_factory=tuple)
+
+    @classmethod
+    def from_run(cls, result: RunResult) -> TestTrace:
+        """The trace of a sandbox run; a run-level error (timeout, memory...) is one failure."""
+        failures = tuple(
+            (t.name, t.exception or "AssertionError", t.line) for t in result.tests if not t.passed
+        )
+        if result.error and not failures:
+            failures = (("run", result.error, None),)
+        return cls(result.passed, max(result.failed, len(failures)), failures)
 
 
 def compact_nodes(types: Iterable[str]) -> str:

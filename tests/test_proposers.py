@@ -109,3 +109,18 @@ def test_unified_diff_matches_difflib_on_a_large_file() -> None:
         )
     )
     assert unified_diff(old, new, "f.py") == expected
+
+
+def test_test_trace_from_a_real_sandbox_run():
+    from trustfix.server.sandbox import Sandbox, SandboxConfig
+    from trustfix.server.state import TestTrace, state_text
+    from trustfix.server.units import units
+
+    program = "def inc(x):\n    return x + 2\n"
+    tests = ["assert inc(1) == 2", "assert inc(0) != 5"]
+    with Sandbox(SandboxConfig(workers=1)) as sandbox:
+        trace = TestTrace.from_run(sandbox.run(program, tests))
+    assert (trace.passed, trace.failed) == (1, 1)
+    assert trace.failures[0][1] == "AssertionError"
+    text = state_text(units(program)[0], [], trace)
+    assert "tests: 1 passed, 1 failed" in text and "AssertionError" in text
