@@ -24,7 +24,7 @@ def test_no_bare_server_or_trainer_package(tmp_path):
 
 def test_trainer_never_imports_server():
     code = (
-        "import sys, trustfix.trainer, trustfix.trainer.synthetic;"
+        "import sys, trustfix.trainer, trustfix.trainer.synthetic, trustfix.trainer.events;"
         "print(sorted(m for m in sys.modules if m.startswith('trustfix.server')))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -45,3 +45,18 @@ def test_console_script_runs():
     )
     assert importlib.util.find_spec("trustfix.cli") is not None
     assert "demo" in out.stdout + out.stderr
+
+
+def test_public_api_resolves_lazily():
+    code = (
+        "import sys, trustfix.trainer as t, trustfix.trainer.events;"
+        "assert 'torch' not in sys.modules, 'torch imported eagerly';"
+        "assert t.PPOLearner.__name__ == 'PPOLearner';"
+        "assert all(getattr(t, n) is not None for n in t.__all__)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_python_dash_m_trustfix():
+    out = subprocess.run([sys.executable, "-m", "trustfix", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "serve" in out.stdout

@@ -1,0 +1,270 @@
+"""What the language server remembers between requests: the policy (loaded and run in its own
+thread), rankings of units, the offers made from them and what became of each accepted change."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .findings import AnalysisConfig, Finding, SemgrepCache, ruff_findings
+from .proposers import Candidate, propose, unified_diff
+from .state import state_text
+from .units import Unit, units
+
+log = logging.getLogger(__name__)
+
+COMMENT = re.compile(r"#\s*trustfix:\s*(.+?)\s*$")
+"""An inline reviewer comment: ``# trustfix: <text>``."""
+
+
+def candidate_text(candidate: Candidate) -> str:
+    """What the policy reads of a candidate: its title, a newline and its diff."""
+    return f"{candidate.title}\n{candidate.diff}"
+
+
+class PolicyHost:
+    """The ranking policy, owned by one dedicated thread (never pygls' shared pool).
+
+    :meth:`start` loads the newest checkpoint of ``checkpoints`` in that thread (torch is imported
+    there, not at server start); without one a fresh ranker with seed 0 is used.  Before each
+    ranking, at most every ``poll_s`` seconds, the folder is checked and a newer version loaded.
+    ``on_change(version, fresh)`` is called from the model thread whenever the policy changes.
+    """
+
+    def __init__(
+        self, checkpoints: Path, poll_s: float,
+        on_change: Callable[[int | None, bool], None] | None = None,
+    ) -> None:
+        self.checkpoints = checkpoints
+        self.poll_s = poll_s
+        self.on_change = on_change
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-model")
+        self.policy: Any = None
+        self.version: int | None = None
+        self._polled = 0.0
+
+    def start(self) -> Future[None]:
+        """Load the policy in the model thread."""
+        return self.executor.submit(self._ensure)
+
+    def _load(self, version: int | None) -> None:
+        import torch
+        from trustfix.trainer.policies import CheckpointError, RankerPolicy, load_checkpoint
+
+        torch.set_num_threads(min(2, torch.get_num_threads()))
+        if version is not None:
+            try:
+                policy, info = load_checkpoint(self.checkpoints, version)
+            except (CheckpointError, OSError, ValueError, KeyError) as error:
+                log.warning("checkpoint v%s in %s not loaded: %s", version, self.checkpoints, error)
+            else:
+                self.policy, self.version = policy, info.version
+                log.info("policy v%d loaded from %s", info.version, self.checkpoints)
+                if self.on_change:
+                    self.on_change(self.version, False)
+                return
+        if self.policy is None:
+            torch.manual_seed(0)
+            self.policy = RankerPolicy().eval()
+            self.version = None
+            if self.on_change:
+                self.on_change(None, True)
+
+    def _ensure(self) -> None:
+        now = time.monotonic()
+        if self.policy is not None and now - self._polled < self.poll_s:
+            return
+        self._polled = now
+        from trustfix.trainer.policies import latest_version
+
+        newest = latest_version(self.checkpoints)
+        if self.policy is None or (newest is not None and newest != self.version):
+            self._load(newest)
+
+    def _rank(self, state: str, texts: list[str]) -> tuple[list[float], int | None]:
+        import torch
+
+        self._ensure()
+        with torch.inference_mode():
+            out = self.policy([state], [texts])
+        return [float(x) for x in out.log_probs[0, : 1 + len(texts)]], self.version
+
+    def rank(self, state: str, texts: list[str]) -> Future[tuple[list[float], int | None]]:
+        """Log-probs over ``[STOP, *texts]`` and the policy version, computed in the model thread."""
+        return self.executor.submit(self._rank, state, texts)
+
+    def close(self) -> None:
+        """Stop the model thread."""
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """One unit's candidates as the policy ranked them."""
+
+    unit: Unit
+    state: str
+    findings: tuple[Finding, ...]
+    candidates: tuple[Candidate, ...]
+    log_probs: tuple[float, ...]
+    """Over ``[STOP, *candidates]``."""
+    policy_version: int | None
+
+    @property
+    def order(self) -> list[int]:
+        """Candidate indices, most probable first."""
+        return sorted(range(len(self.candidates)), key=lambda i: -self.log_probs[i + 1])
+
+    def prob(self, index: int) -> float:
+        """Probability of candidate ``index``."""
+        return math.exp(self.log_probs[index + 1])
+
+    @property
+    def stop_prob(self) -> float:
+        """Probability of STOP (leave the unit as it is)."""
+        return math.exp(self.log_probs[0])
+
+
+def analyse(
+    source: str, unit: Unit, filename: str, semgrep: SemgrepCache | None, max_candidates: int,
+    config: AnalysisConfig | None = None,
+) -> tuple[tuple[Finding, ...], tuple[Candidate, ...], str]:
+    """Findings (ruff now, semgrep when already cached), candidates and the policy's state text
+    for ``unit`` of ``source``."""
+    config = config or AnalysisConfig()
+    findings = ruff_findings(source, filename, config)
+    if semgrep is not None:
+        findings += semgrep.get(source) or []
+    candidates = propose(source, unit, findings=findings, semgrep=semgrep, cap=max_candidates,
+                         filename=filename, config=config)
+    return tuple(findings), tuple(candidates), state_text(unit, findings)
+
+
+def make_ranking(
+    unit: Unit, analysed: tuple[tuple[Finding, ...], tuple[Candidate, ...], str],
+    ranked: tuple[list[float], int | None] | None,
+) -> Ranking:
+    """A :class:`Ranking` from :func:`analyse`'s output and :meth:`PolicyHost.rank`'s (None when
+    there were no candidates to rank)."""
+    findings, candidates, state = analysed
+    log_probs, version = ranked if ranked is not None else ([0.0], None)
+    return Ranking(unit, state, findings, candidates, tuple(log_probs), version)
+
+
+@dataclass
+class Offer:
+    """One code action made to the reviewer, and what happened to it since."""
+
+    id: str
+    uri: str
+    source: str
+    """The document text the offer was made against."""
+    ranking: Ranking
+    index: int
+    event: Any = None
+    """The recorded Suggestion event (None when telemetry is off)."""
+    created: float = field(default_factory=time.monotonic)
+    status: str = "offered"
+    """offered, accepted, rejected or ignored."""
+    accepted_at: float | None = None
+    accepted_text: str = ""
+    """The unit as trustfix rewrote it."""
+    checkpoints_done: int = 0
+    last_reported: str | None = None
+    comments: dict[int, tuple[str, float]] = field(default_factory=dict)
+    """Relative line -> (comment text, when it last changed)."""
+    comments_sent: set[str] = field(default_factory=set)
+
+    @property
+    def candidate(self) -> Candidate:
+        """The offered candidate."""
+        return self.ranking.candidates[self.index]
+
+    @property
+    def title(self) -> str:
+        """The candidate's title."""
+        return self.candidate.title
+
+
+def find_unit(source: str, qualname: str, near_line: int) -> Unit | None:
+    """The unit called ``qualname`` whose first line is nearest ``near_line``, or None."""
+    found = [u for u in units(source) if u.qualname == qualname]
+    return min(found, key=lambda u: abs(u.start_line - near_line), default=None)
+
+
+def minimal_change(old: str, new: str) -> tuple[int, int, str, int]:
+    """The line span replacing ``old`` by ``new``: (first line, end line, new text, end column),
+    0-based; the end is (end line, 0) unless the change runs to the end of the text, where it is
+    the last line's length in UTF-16 units (end column)."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    head = 0
+    while head < min(len(a), len(b)) and a[head] == b[head]:
+        head += 1
+    tail = 0
+    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+        tail += 1
+    text = "".join(b[head : len(b) - tail])
+    end = len(a) - tail
+    if end < len(a) or not a or a[-1].endswith(("\n", "\r")):
+        return head, end, text, 0
+    last = a[-1]
+    return head, len(a) - 1, text, len(last.encode("utf-16-le")) // 2
+
+
+def survival(original: str, accepted: str, current: str) -> float:
+    """Share of the lines the accepted change introduced that are still in ``current``."""
+    before = set(original.splitlines())
+    added = [line for line in accepted.splitlines() if line not in before]
+    if not added:
+        return 1.0 if current == accepted else 0.0
+    now = set(current.splitlines())
+    return sum(line in now for line in added) / len(added)
+
+
+def correction(offer: Offer, current: str) -> str:
+    """The reviewer's correction of an accepted change as a unified diff (accepted -> current)."""
+    return unified_diff(offer.accepted_text, current, filename=f"{offer.ranking.unit.qualname}.py")
+
+
+def inline_comments(unit_text: str, accepted_text: str) -> dict[int, str]:
+    """``# trustfix: ...`` comments in ``unit_text`` not already in ``accepted_text``, by line."""
+    present = set(accepted_text.splitlines())
+    out = {}
+    for i, line in enumerate(unit_text.splitlines()):
+        match = COMMENT.search(line)
+        if match and line not in present:
+            out[i] = match.group(1)
+    return out
+
+
+class OfferBook:
+    """Offers by suggestion id, and the offers already made for one ranking (so a repeated
+    request reuses its suggestion ids instead of recording new ones)."""
+
+    def __init__(self) -> None:
+        self.by_id: dict[str, Offer] = {}
+        self.by_request: dict[tuple[Any, ...], list[Offer]] = {}
+        self.lock = threading.Lock()
+
+    def get(self, suggestion_id: str) -> Offer | None:
+        """The offer with this id, or None."""
+        return self.by_id.get(suggestion_id)
+
+    def add(self, key: tuple[Any, ...], offers: list[Offer]) -> None:
+        """Remember the offers of one request."""
+        with self.lock:
+            self.by_request[key] = offers
+            for offer in offers:
+                self.by_id[offer.id] = offer
+
+    def forget_request(self, key: tuple[Any, ...]) -> None:
+        """Forget which request produced offers (the offers themselves stay)."""
+        self.by_request.pop(key, None)

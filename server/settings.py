@@ -1,0 +1,137 @@
+"""Settings of ``trustfix serve``, from defaults, ``initializationOptions`` and
+``workspace/didChangeConfiguration`` (``{"settings": {"trustfix": {...}}}``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .privacy import TELEMETRY_LEVELS, Telemetry, default_data_dir
+
+log = logging.getLogger(__name__)
+
+ROLES = ("developer", "student", "instructor")
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """Everything the language server can be told; each field documented with its default."""
+
+    top_k: int = 3
+    """Refinements offered per code-action request (client option ``topK``, 1-20)."""
+    reviewer_id: str = ""
+    """Who reviews (``reviewerId``); empty: the login name. Stored only as a keyed pseudonym."""
+    role: str = "developer"
+    """Reviewer role (``role``): developer, student or instructor."""
+    telemetry: Telemetry = "all"
+    """``off`` records nothing, ``noCode`` no source text (features and ids only), ``all``."""
+    trainer_endpoint: str = ""
+    """ZeroMQ endpoint of the trainer (``trainerEndpoint``); empty: offline, the outbox keeps all."""
+    data_dir: Path = field(default_factory=default_data_dir)
+    """Outbox, reviewer key and checkpoints live here (``dataDir``; env ``TRUSTFIX_DATA_DIR``)."""
+    checkpoint_dir: Path | None = None
+    """Policy checkpoints (``checkpointDir``); None: ``data_dir/checkpoints``."""
+    checkpoint_poll_s: float = 5.0
+    """How often (seconds, at most) the checkpoint folder is checked for a newer version."""
+    offer_expiry_s: float = 300.0
+    """An offer neither accepted nor rejected this long is recorded as a weak ``ignore``."""
+    edit_checkpoints: tuple[float, ...] = (30.0, 120.0, 600.0)
+    """Seconds after an accept when what survives of it is reported as an ``edit``."""
+    comment_quiet_s: float = 2.0
+    """An inline ``# trustfix: ...`` comment is recorded once it has been unchanged this long."""
+    debounce_s: float = 0.3
+    """Quiet time after didOpen/didChange before diagnostics are recomputed."""
+    max_document_chars: int = 1_000_000
+    """Larger documents get no actions, diagnostics or hover."""
+    max_unit_lines: int = 1000
+    """Functions longer than this get no actions."""
+    max_candidates: int = 48
+    """Candidates ranked per unit (the proposers' first ones): bounds ranking latency."""
+    max_diagnostic_units: int = 200
+    """Units ranked for diagnostics per document (the first ones)."""
+    outbox_max_rows: int = 200_000
+    """Events kept at most while no trainer acks them (oldest dropped beyond, with a warning)."""
+    test_command: str = ""
+    """Command run in the workspace after an accepted change (``testCommand``); empty: pytest on
+    the workspace's test files that import the changed module, when there are any."""
+    test_timeout_s: float = 60.0
+    """Wall-clock limit of one test run."""
+
+    @property
+    def checkpoints(self) -> Path:
+        """The checkpoint folder in use."""
+        return self.checkpoint_dir or self.data_dir / "checkpoints"
+
+    @property
+    def reviewer(self) -> str:
+        """The reviewer's display id (the login name when none was given)."""
+        return self.reviewer_id or os.environ.get("USER") or "anonymous"
+
+
+_CLIENT_NAMES = {
+    "topK": "top_k", "reviewerId": "reviewer_id", "role": "role", "telemetry": "telemetry",
+    "trainerEndpoint": "trainer_endpoint", "dataDir": "data_dir", "checkpointDir": "checkpoint_dir",
+    "offerExpiry": "offer_expiry_s", "editCheckpoints": "edit_checkpoints",
+    "commentQuiet": "comment_quiet_s", "debounce": "debounce_s", "testCommand": "test_command",
+    "testTimeout": "test_timeout_s", "outboxMaxRows": "outbox_max_rows",
+}
+"""Client option name -> field name (the client's camelCase names)."""
+
+
+def _convert(name: str, value: Any) -> Any:
+    """A client value for field ``name``, converted and checked (ValueError when unusable)."""
+    if name == "top_k":
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 20:
+            raise ValueError("topK must be an integer 1-20")
+        return value
+    if name == "role":
+        if value not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        return value
+    if name == "telemetry":
+        if value not in TELEMETRY_LEVELS:
+            raise ValueError(f"telemetry must be one of {', '.join(TELEMETRY_LEVELS)}")
+        return value
+    if name in ("data_dir", "checkpoint_dir"):
+        return Path(str(value)).expanduser()
+    if name == "edit_checkpoints":
+        times = tuple(float(v) for v in value)
+        if not times or any(t <= 0 for t in times):
+            raise ValueError("editCheckpoints must be positive seconds")
+        return tuple(sorted(times))
+    if name in ("offer_expiry_s", "comment_quiet_s", "debounce_s", "test_timeout_s"):
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ValueError(f"{name} must be a non-negative number")
+        return float(value)
+    if name == "outbox_max_rows":
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("outboxMaxRows must be a positive integer")
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be a string")
+    return value
+
+
+def merge_options(
+    settings: ServerSettings, options: Any
+) -> tuple[ServerSettings, list[str]]:
+    """``settings`` updated from client ``options`` (camelCase keys); empty strings and None mean
+    "keep the default".  Unknown keys are ignored; invalid values are skipped and described in the
+    returned list of problems."""
+    if not isinstance(options, dict):
+        return settings, [] if options is None else ["options must be an object"]
+    changes: dict[str, Any] = {}
+    problems: list[str] = []
+    for key, value in options.items():
+        name = _CLIENT_NAMES.get(key)
+        if name is None or value is None or value == "":
+            continue
+        try:
+            changes[name] = _convert(name, value)
+        except (TypeError, ValueError) as error:
+            problems.append(f"{key}: {error}")
+    return dataclasses.replace(settings, **changes), problems

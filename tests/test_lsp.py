@@ -1,0 +1,351 @@
+"""End-to-end tests of ``trustfix serve`` over stdio with pytest-lsp: offers, every kind of
+feedback in the outbox, and the bad inputs of issue 5."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import stat
+import sys
+from pathlib import Path
+from typing import Any, Union
+
+import pytest
+from lsprotocol import types
+from lsprotocol.converters import get_converter
+from pygls.exceptions import JsonRpcException
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
+from pytest_lsp.client import register_lsp_features
+from trustfix.server.outbox import Outbox
+from trustfix.trainer.events import Feedback, Suggestion
+
+BUGGY = '''import os
+
+
+def has_close_elements(numbers, threshold):
+    for idx, elem in enumerate(numbers):
+        for idx2, elem2 in enumerate(numbers):
+            if idx != idx2:
+                distance = abs(elem - elem2)
+                if distance > threshold:
+                    return True
+    return False
+
+
+def add(a, b):
+    if a == None:
+        return b
+    return a + b
+'''
+ADD_LINE = 14  # 0-based line of "    if a == None:"
+TITLE = re.compile(r"^trustfix: .+ \(p=[01]\.\d\d\)$")
+TIMING = {"debounce": 0.05, "offerExpiry": 1.5, "editCheckpoints": [0.4, 0.8],
+          "commentQuiet": 0.15}
+
+
+def converter() -> Any:
+    """lsprotocol's converter, except that a CodeAction carrying a ``command`` object stays a
+    CodeAction (lsprotocol 2025.0.0 turns every such action into a bare Command)."""
+    conv = get_converter()
+
+    def action_or_command(obj: Any, _: type) -> types.Command | types.CodeAction:
+        kind = types.Command if isinstance(obj.get("command"), str) else types.CodeAction
+        return conv.structure(obj, kind)
+
+    conv.register_structure_hook(types.Command | types.CodeAction, action_or_command)
+    conv.register_structure_hook(Union[types.Command, types.CodeAction], action_or_command)  # noqa: UP007
+    return conv
+
+
+def make_client() -> LanguageClient:
+    """pytest-lsp's client, plus a ``workspace/applyEdit`` handler that edits its own copy of
+    each document and sends ``didChange`` like an editor does."""
+    client = LanguageClient(converter_factory=converter)
+    register_lsp_features(client)
+    client.texts: dict[str, str] = {}
+    client.statuses: list[Any] = []
+
+    @client.feature("trustfix/status")
+    def status(ls: LanguageClient, params: Any) -> None:
+        ls.statuses.append(params)
+    client.versions: dict[str, int] = {}
+
+    @client.feature(types.WORKSPACE_APPLY_EDIT)
+    def apply_edit(ls: LanguageClient, params: types.ApplyWorkspaceEditParams):
+        edit = params.edit
+        if edit.document_changes:
+            pairs = [(c.text_document.uri, e) for c in edit.document_changes for e in c.edits]
+        else:
+            pairs = [(uri, e) for uri, edits in edit.changes.items() for e in edits]
+        for uri, text_edit in pairs:
+            change(ls, uri, apply_text_edit(ls.texts[uri], text_edit))
+        return types.ApplyWorkspaceEditResult(applied=True)
+
+    return client
+
+
+def apply_text_edit(text: str, edit: types.TextEdit) -> str:
+    """``text`` with one TextEdit applied (ASCII text: UTF-16 units are characters)."""
+    lines = text.splitlines(keepends=True)
+
+    def offset(pos: types.Position) -> int:
+        return sum(len(line) for line in lines[: pos.line]) + pos.character
+
+    return text[: offset(edit.range.start)] + edit.new_text + text[offset(edit.range.end):]
+
+
+def open_doc(client: LanguageClient, uri: str, text: str, language: str = "python") -> None:
+    client.texts[uri], client.versions[uri] = text, 1
+    client.text_document_did_open(types.DidOpenTextDocumentParams(
+        types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+
+
+def change(client: LanguageClient, uri: str, text: str) -> None:
+    """Replace the whole document (full-text didChange)."""
+    client.texts[uri] = text
+    client.versions[uri] += 1
+    client.text_document_did_change(types.DidChangeTextDocumentParams(
+        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=client.versions[uri]),
+        content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+    ))
+
+
+async def start(tmp_path: Path, capabilities: types.ClientCapabilities,
+                **options: Any) -> LanguageClient:
+    config = ClientServerConfig(
+        server_command=[str(Path(sys.executable).parent / "trustfix"), "serve",
+                        "--log-level", "WARNING"],
+        client_factory=make_client,
+    )
+    client = await config.start()
+    await client.initialize_session(types.InitializeParams(
+        capabilities=capabilities,
+        root_uri=tmp_path.as_uri(),
+        initialization_options={"reviewerId": "ada", "role": "student", "trainerEndpoint": "",
+                                "topK": 3, "telemetry": "all", "dataDir": str(tmp_path / "data"),
+                                **TIMING, **options},
+    ))
+    return client
+
+
+async def actions(client: LanguageClient, uri: str, line: int, character: int = 8) -> list:
+    pos = types.Position(line, character)
+    return await client.text_document_code_action_async(types.CodeActionParams(
+        text_document=types.TextDocumentIdentifier(uri), range=types.Range(pos, pos),
+        context=types.CodeActionContext(diagnostics=[])))
+
+
+async def command(client: LanguageClient, name: str, *args: Any) -> Any:
+    return await client.workspace_execute_command_async(
+        types.ExecuteCommandParams(command=name, arguments=list(args)))
+
+
+async def stop(client: LanguageClient) -> None:
+    await client.shutdown_session()
+    await client.stop()
+
+
+def events(tmp_path: Path) -> tuple[list[Suggestion], list[Feedback]]:
+    outbox = Outbox(tmp_path / "data" / "outbox.sqlite")
+    try:
+        found = [event for _, event in outbox.pending(10_000)]
+    finally:
+        outbox.close()
+    return ([e for e in found if isinstance(e, Suggestion)],
+            [e for e in found if isinstance(e, Feedback)])
+
+
+def no_resolve() -> types.ClientCapabilities:
+    """VS Code's capabilities without ``codeAction/resolve`` support."""
+    caps = client_capabilities("visual_studio_code")
+    caps.text_document.code_action.resolve_support = None
+    return caps
+
+
+async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
+    client = await start(tmp_path, client_capabilities("visual_studio_code"))
+    uri = (tmp_path / "buggy.py").as_uri()
+    try:
+        open_doc(client, uri, BUGGY)
+        for _ in range(200):  # diagnostics arrive off the request path, after the debounce
+            await asyncio.sleep(0.1)
+            if client.diagnostics.get(uri):
+                break
+        hints = client.diagnostics.get(uri)
+        assert hints and all(d.severity == types.DiagnosticSeverity.Hint for d in hints)
+        assert any(d.range.start.line == ADD_LINE and "E711" in d.message for d in hints)
+
+        offered = await actions(client, uri, ADD_LINE)
+        assert len(offered) == 3
+        assert all(TITLE.match(a.title) and a.kind == "refactor.rewrite" for a in offered)
+        assert all(a.edit is None and a.command.command == "trustfix.accept" for a in offered)
+        ids = [a.command.arguments[0] for a in offered]
+        assert len(set(ids)) == 3
+        again = await actions(client, uri, ADD_LINE)  # the same offers, recorded once
+        assert [a.command.arguments[0] for a in again] == ids
+
+        resolved = await client.code_action_resolve_async(offered[0])
+        assert resolved.edit is not None and list(resolved.command.arguments) == [ids[0]]
+        (doc_edit,) = resolved.edit.document_changes
+        assert doc_edit.text_document.version == 1
+        after = apply_text_edit(BUGGY, doc_edit.edits[0])
+        assert after != BUGGY and "def add(a, b):" in after
+        change(client, uri, after)
+        assert await command(client, "trustfix.accept", ids[0]) is None
+        await command(client, "trustfix.reject", ids[1])
+        await command(client, "trustfix.rate", ids[0], 4)
+        await command(client, "trustfix.comment", ids[0], "  good catch  ")
+        edited = after.replace("    return a + b\n",
+                               "    # trustfix: keep the None check\n    return b + a\n")
+        assert edited != after
+        change(client, uri, edited)
+        await asyncio.sleep(1.0)  # both edit checkpoints pass, the inline comment goes quiet
+
+        assert client.statuses[-1] == {"policyVersion": None, "trust": None, "reviewer": "ada"}
+        trust = await command(client, "trustfix.trust")
+        assert trust["reviewer"] == "ada" and trust["trust"] is None and trust["alpha"] is None
+        assert trust["policyVersion"] is None
+        assert "comment" in trust["lastFeedback"]
+        hover = await client.text_document_hover_async(types.HoverParams(
+            types.TextDocumentIdentifier(uri), types.Position(4, 8)))
+        assert "STOP" in hover.contents.value and "not reported yet" in hover.contents.value
+        await asyncio.sleep(1.0)  # the third offer expires unused
+    finally:
+        await stop(client)
+
+    suggestions, feedback = events(tmp_path)
+    assert sorted(s.id for s in suggestions) == sorted(ids)
+    key = (tmp_path / "data" / "reviewer.key")
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    reviewer = "r-" + hmac.new(key.read_bytes(), b"ada", hashlib.sha256).hexdigest()[:32]
+    for s in suggestions:
+        assert s.reviewer == reviewer and s.role == "student" and s.policy_version is None
+        assert s.state and "def add" in s.state and s.candidates[s.chosen - 1].diff
+        assert s.old_log_prob == pytest.approx(s.candidates[s.chosen - 1].log_prob)
+    got = sorted((ids.index(f.suggestion_id), f.kind, f.text, f.score) for f in feedback
+                 if f.kind != "edit")
+    assert got == [
+        (0, "accept", None, None),
+        (0, "comment", "good catch", None),
+        (0, "comment", "keep the None check", None),
+        (0, "score", None, 4),
+        (1, "reject", None, None),
+        (2, "ignore", None, None),
+    ]
+    (edit,) = [f for f in feedback if f.kind == "edit"]
+    assert edit.suggestion_id == ids[0] and edit.after_s == 0.4
+    assert "+    return b + a" in edit.diff and "-    return a + b" in edit.diff
+    assert edit.text is None and 0.0 <= edit.survived <= 1.0
+    assert all(f.reviewer == reviewer for f in feedback)
+
+
+async def test_client_without_resolve_gets_inline_edits_and_a_revert_is_reported(
+    tmp_path: Path,
+) -> None:
+    client = await start(tmp_path, no_resolve(), telemetry="noCode")
+    uri = (tmp_path / "buggy.py").as_uri()
+    try:
+        open_doc(client, uri, BUGGY)
+        offered = await actions(client, uri, ADD_LINE)
+        assert offered and all(a.edit is not None for a in offered)
+        first = offered[0]
+        (doc_edit,) = first.edit.document_changes
+        change(client, uri, apply_text_edit(BUGGY, doc_edit.edits[0]))
+        await command(client, "trustfix.accept", first.command.arguments[0])
+        change(client, uri, BUGGY)  # the reviewer undoes the change completely
+        await asyncio.sleep(1.0)
+    finally:
+        await stop(client)
+    suggestions, feedback = events(tmp_path)
+    assert len(suggestions) == len(offered)
+    assert all(s.state is None and all(c.diff is None for c in s.candidates) for s in suggestions)
+    assert all(s.features["candidates"] == len(s.candidates) for s in suggestions)
+    (edit,) = [f for f in feedback if f.kind == "edit"]
+    assert edit.text == "full revert" and edit.survived == 0.0 and edit.diff == ""
+
+
+async def test_command_only_client_gets_the_edit_applied_by_the_server(tmp_path: Path) -> None:
+    client = await start(tmp_path, types.ClientCapabilities())
+    uri = (tmp_path / "buggy.py").as_uri()
+    try:
+        open_doc(client, uri, BUGGY)
+        offered = await actions(client, uri, ADD_LINE)
+        assert offered and all(isinstance(a, types.Command) for a in offered)
+        assert all(a.command == "trustfix.accept" and TITLE.match(a.title) for a in offered)
+        await command(client, "trustfix.accept", *offered[0].arguments)
+        assert client.texts[uri] != BUGGY and client.versions[uri] == 2
+        assert "def add(a, b):" in client.texts[uri]
+    finally:
+        await stop(client)
+    _, feedback = events(tmp_path)
+    assert [f.kind for f in feedback] == ["accept"]
+
+
+async def test_bad_inputs_get_errors_or_empty_answers(tmp_path: Path) -> None:
+    client = await start(tmp_path, client_capabilities("visual_studio_code"))
+    good = (tmp_path / "good.py").as_uri()
+    try:
+        text_uri = (tmp_path / "notes.txt").as_uri()
+        open_doc(client, text_uri, BUGGY, language="plaintext")
+        assert list(await actions(client, text_uri, ADD_LINE)) == []
+
+        broken = BUGGY + "\ndef broken(:\n    return )\n"
+        broken_uri = (tmp_path / "broken.py").as_uri()
+        open_doc(client, broken_uri, broken)
+        assert len(await actions(client, broken_uri, ADD_LINE)) == 3
+
+        huge_uri = (tmp_path / "huge.py").as_uri()
+        open_doc(client, huge_uri, BUGGY * (5_000_000 // len(BUGGY)))
+        assert list(await actions(client, huge_uri, ADD_LINE)) == []
+
+        garbage = bytes(range(256)).decode("latin-1") * 40
+        garbage_uri = (tmp_path / "garbage.py").as_uri()
+        open_doc(client, garbage_uri, garbage)
+        assert list(await actions(client, garbage_uri, 0, 0)) == []
+
+        long_unit = "def long(x):\n" + "    x = x + 1\n" * 5000 + "    return x\n"
+        long_uri = (tmp_path / "long.py").as_uri()
+        open_doc(client, long_uri, long_unit)
+        assert list(await actions(client, long_uri, 10)) == []
+
+        assert list(await actions(client, broken_uri, 10_000, 3)) == []
+        assert await actions(client, broken_uri, ADD_LINE, 10_000) is not None
+        client.text_document_did_close(types.DidCloseTextDocumentParams(
+            types.TextDocumentIdentifier(broken_uri)))
+        assert list(await actions(client, broken_uri, ADD_LINE)) == []
+
+        for name, args, message in [
+            ("trustfix.accept", [], "expected 1 argument"),
+            ("trustfix.accept", [123], "must be a str"),
+            ("trustfix.accept", ["no-such-id"], "unknown suggestion id"),
+            ("trustfix.reject", ["no-such-id"], "unknown suggestion id"),
+            ("trustfix.rate", ["no-such-id"], "expected 2 argument"),
+            ("trustfix.comment", ["no-such-id", 5], "must be a str"),
+            ("trustfix.trust", ["x"], "no arguments"),
+        ]:
+            with pytest.raises(JsonRpcException, match=message):
+                await command(client, name, *args)
+
+        open_doc(client, good, BUGGY)
+        offered = await actions(client, good, ADD_LINE)
+        sid = offered[0].command.arguments[0]
+        for name, args, message in [
+            ("trustfix.rate", [sid, 9], "1-5"),
+            ("trustfix.rate", [sid, True], "must be a int"),
+            ("trustfix.comment", [sid, "   "], "1-2000"),
+            ("trustfix.comment", [sid, "x" * 2001], "1-2000"),
+        ]:
+            with pytest.raises(JsonRpcException, match=message):
+                await command(client, name, *args)
+        with pytest.raises(JsonRpcException, match="unknown suggestion id"):
+            await client.code_action_resolve_async(types.CodeAction(
+                title="x", data={"suggestionId": "nope"}))
+        # still serving
+        assert len(await actions(client, good, ADD_LINE)) == 3
+        assert (await command(client, "trustfix.trust"))["reviewer"] == "ada"
+    finally:
+        await stop(client)
+    _, feedback = events(tmp_path)
+    assert feedback == []

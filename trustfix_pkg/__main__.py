@@ -1,0 +1,5 @@
+"""``python -m trustfix``: the command line."""
+
+from trustfix.cli import main
+
+main()
