@@ -62,11 +62,20 @@ def demo(
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Also write results here.")] = None,
+    editor: Annotated[bool, typer.Option(help="First run a scripted editor session.")] = True,
 ) -> None:
-    """Show the learning core learning from noisy simulated reviewers: ours against plain PPO."""
+    """The loop on one machine: a scripted reviewer in an editor session against
+    ``trustfix serve``, then the learning core learning from noisy simulated reviewers (ours
+    against plain PPO)."""
     from trustfix.trainer.synthetic import BanditConfig, run_bandit, summarize
 
     cfg = _load(config, set_)
+    if editor:
+        from trustfix.bench.editor_demo import run_editor_demo
+
+        Console().rule("1. a reviewer's editor session (trustfix serve over LSP)")
+        run_editor_demo()
+        Console().rule("2. the learning core on a noisy-feedback bandit")
     methods = ("ours", "ppo")
     results = []
     started = time.perf_counter()

@@ -1,0 +1,32 @@
+"""The scripted editor session of ``make demo`` and ``trustfix refine`` against the real server."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from trustfix.bench.editor_demo import run_editor_demo
+
+BUGGY = "def add(a, b):\n    if a == None:\n        return b\n    return a - b\n"
+
+
+def test_editor_session_leaves_every_event_in_the_outbox():
+    counts = run_editor_demo(2, console=Console(file=open("/dev/null", "w")))
+    assert counts["accept"] == counts["score"] == counts["comment"] == 2
+    assert counts["reject"] == 2 and counts["suggestion"] >= 4
+
+
+def test_refine_json_lists_ranked_candidates(tmp_path: Path):
+    path = tmp_path / "buggy.py"
+    path.write_text(BUGGY)
+    out = subprocess.run(
+        [sys.executable, "-m", "trustfix", "refine", str(path), "--line", "2", "--json", "--top", "100"],
+        capture_output=True, text=True, check=True,
+    )
+    (unit,) = json.loads(out.stdout)
+    probs = [c["probability"] for c in unit["candidates"]]
+    assert unit["unit"] == "add" and probs == sorted(probs, reverse=True)
+    assert any("a is None" in c["diff"] for c in unit["candidates"])
+    assert any(c["proposer"] == "operator" and "a + b" in c["diff"] for c in unit["candidates"])
