@@ -8,7 +8,7 @@ import asyncio
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Union
 
 from lsprotocol import types
 from lsprotocol.converters import get_converter
@@ -30,6 +30,7 @@ def lsp_converter() -> Any:
         return conv.structure(obj, kind)
 
     conv.register_structure_hook(types.Command | types.CodeAction, action_or_command)
+    conv.register_structure_hook(Union[types.Command, types.CodeAction], action_or_command)  # noqa: UP007
     return conv
 
 

@@ -63,16 +63,22 @@ class GenerativeProposer(Protocol):
     def propose(self, unit_source: str, state: str) -> list[str]: ...
 
 
-def unified_diff(old: str, new: str, filename: str = "unit.py", context: int = 3) -> str:
-    """The unified diff from ``old`` to ``new``, computed on the changed window only (fast on
-    large files); hunk line numbers refer to the whole files."""
-    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+def common_lines(a: list[str], b: list[str]) -> tuple[int, int]:
+    """How many lines ``a`` and ``b`` share at the start, and then at the end."""
     head = 0
     while head < min(len(a), len(b)) and a[head] == b[head]:
         head += 1
     tail = 0
     while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
         tail += 1
+    return head, tail
+
+
+def unified_diff(old: str, new: str, filename: str = "unit.py", context: int = 3) -> str:
+    """The unified diff from ``old`` to ``new``, computed on the changed window only (fast on
+    large files); hunk line numbers refer to the whole files."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    head, tail = common_lines(a, b)
     start = max(0, head - context)
     stop_a, stop_b = len(a) - max(0, tail - context), len(b) - max(0, tail - context)
     lines = []

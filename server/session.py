@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .findings import AnalysisConfig, Finding, SemgrepCache, ruff_findings
-from .proposers import Candidate, propose, unified_diff
+from .proposers import Candidate, common_lines, propose, unified_diff
 from .state import state_text
 from .units import Unit, units
 
@@ -205,12 +205,7 @@ def minimal_change(old: str, new: str) -> tuple[int, int, str, int]:
     0-based; the end is (end line, 0) unless the change runs to the end of the text, where it is
     the last line's length in UTF-16 units (end column)."""
     a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
-    head = 0
-    while head < min(len(a), len(b)) and a[head] == b[head]:
-        head += 1
-    tail = 0
-    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
-        tail += 1
+    head, tail = common_lines(a, b)
     text = "".join(b[head : len(b) - tail])
     end = len(a) - tail
     if end < len(a) or not a or a[-1].endswith(("\n", "\r")):

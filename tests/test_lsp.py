@@ -10,14 +10,14 @@ import re
 import stat
 import sys
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import pytest
 from lsprotocol import types
-from lsprotocol.converters import get_converter
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 from pytest_lsp.client import register_lsp_features
+from trustfix.bench.editor_demo import apply_text_edit, lsp_converter
 from trustfix.server.outbox import Outbox
 from trustfix.trainer.events import Feedback, Suggestion
 
@@ -45,24 +45,10 @@ TIMING = {"debounce": 0.05, "offerExpiry": 1.5, "editCheckpoints": [0.4, 0.8],
           "commentQuiet": 0.15}
 
 
-def converter() -> Any:
-    """lsprotocol's converter, except that a CodeAction carrying a ``command`` object stays a
-    CodeAction (lsprotocol 2025.0.0 turns every such action into a bare Command)."""
-    conv = get_converter()
-
-    def action_or_command(obj: Any, _: type) -> types.Command | types.CodeAction:
-        kind = types.Command if isinstance(obj.get("command"), str) else types.CodeAction
-        return conv.structure(obj, kind)
-
-    conv.register_structure_hook(types.Command | types.CodeAction, action_or_command)
-    conv.register_structure_hook(Union[types.Command, types.CodeAction], action_or_command)  # noqa: UP007
-    return conv
-
-
 def make_client() -> LanguageClient:
     """pytest-lsp's client, plus a ``workspace/applyEdit`` handler that edits its own copy of
     each document and sends ``didChange`` like an editor does."""
-    client = LanguageClient(converter_factory=converter)
+    client = LanguageClient(converter_factory=lsp_converter)
     register_lsp_features(client)
     client.texts: dict[str, str] = {}
     client.statuses: list[Any] = []
@@ -84,16 +70,6 @@ def make_client() -> LanguageClient:
         return types.ApplyWorkspaceEditResult(applied=True)
 
     return client
-
-
-def apply_text_edit(text: str, edit: types.TextEdit) -> str:
-    """``text`` with one TextEdit applied (ASCII text: UTF-16 units are characters)."""
-    lines = text.splitlines(keepends=True)
-
-    def offset(pos: types.Position) -> int:
-        return sum(len(line) for line in lines[: pos.line]) + pos.character
-
-    return text[: offset(edit.range.start)] + edit.new_text + text[offset(edit.range.end):]
 
 
 def open_doc(client: LanguageClient, uri: str, text: str, language: str = "python") -> None:
@@ -284,7 +260,8 @@ async def test_command_only_client_gets_the_edit_applied_by_the_server(tmp_path:
 
 
 async def test_bad_inputs_get_errors_or_empty_answers(tmp_path: Path) -> None:
-    client = await start(tmp_path, client_capabilities("visual_studio_code"))
+    # offers must not expire during this test, however slow the machine: no feedback at all
+    client = await start(tmp_path, client_capabilities("visual_studio_code"), offerExpiry=600)
     good = (tmp_path / "good.py").as_uri()
     try:
         text_uri = (tmp_path / "notes.txt").as_uri()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import abc
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -32,17 +34,18 @@ def select_action(
     return int(torch.multinomial(log_probs.exp().cpu(), 1, generator=generator))
 
 
-class Policy(nn.Module):
+class Policy(nn.Module, abc.ABC):
     """Base class: subclasses implement ``forward`` and ``get_config``."""
 
     kind: ClassVar[str]
 
+    @abc.abstractmethod
     def forward(self, states: Sequence[str], candidates: Sequence[Sequence[str]]) -> PolicyOutput:
-        raise NotImplementedError
+        """Log-probabilities over [STOP, candidates...] and values for a batch of states."""
 
+    @abc.abstractmethod
     def get_config(self) -> dict[str, Any]:
         """JSON-serialisable constructor arguments (saved beside the weights)."""
-        raise NotImplementedError
 
     def evaluate_actions(
         self,
