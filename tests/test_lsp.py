@@ -326,3 +326,32 @@ async def test_bad_inputs_get_errors_or_empty_answers(tmp_path: Path) -> None:
         await stop(client)
     _, feedback = events(tmp_path)
     assert feedback == []
+
+
+async def test_accepted_change_is_checked_by_the_workspace_tests(tmp_path: Path) -> None:
+    """Execution evidence: pytest on the test file that imports the module, after an accept."""
+    source = "def add(a, b):\n    return a - b\n"
+    (tmp_path / "calc.py").write_text(source)
+    (tmp_path / "test_calc.py").write_text(
+        "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
+    )
+    client = await start(tmp_path, no_resolve(), topK=50, offerExpiry=600)
+    uri = (tmp_path / "calc.py").as_uri()
+    try:
+        open_doc(client, uri, source)
+        offered = await actions(client, uri, 1)
+        (fix,) = [a for a in offered if "swap - for +" in a.title]
+        (doc_edit,) = fix.edit.document_changes
+        change(client, uri, apply_text_edit(source, doc_edit.edits[0]))
+        await command(client, "trustfix.accept", fix.command.arguments[0])
+        for _ in range(300):
+            await asyncio.sleep(0.1)
+            checked = [s for s in events(tmp_path)[0] if s.evidence is not None]
+            if checked:
+                break
+    finally:
+        await stop(client)
+    (suggestion,) = checked
+    assert suggestion.id == fix.command.arguments[0] and suggestion.revision == 1
+    assert (suggestion.evidence.passed, suggestion.evidence.failed) == (1, 0)
+    assert suggestion.evidence.verdict == "supports" and suggestion.r_env == 1.0
