@@ -180,6 +180,279 @@ def refine(
                 typer.echo(f"  {rank}. {c['title']}  p={c['probability']:.2f}  [{c['proposer']}]")
 
 
+# ---------------------------------------------------------------- trainer daemon and its data
+
+StoreOption = Annotated[
+    Path | None,
+    typer.Option("--store", help="The trainer's SQLite store [default: DATA_DIR/trainer/store.sqlite]."),
+]
+
+
+def _trainer_dir() -> Path:
+    from trustfix.server.privacy import default_data_dir
+
+    return default_data_dir() / "trainer"
+
+
+def _open_store(store: Path | None, must_exist: bool = True):
+    from trustfix.trainer.store import TrainerStore
+
+    path = store or _trainer_dir() / "store.sqlite"
+    if must_exist and not path.is_file():
+        raise typer.BadParameter(f"no trainer store at {path}", param_hint="--store")
+    return TrainerStore(path)
+
+
+def _split_stream(overrides: list[str] | None):
+    """``--set stream.FIELD=VALUE`` items applied to a StreamConfig; the rest returned."""
+    import dataclasses
+
+    from trustfix.trainer.wire import StreamConfig
+
+    stream, rest = StreamConfig(), []
+    fields = {f.name: f for f in dataclasses.fields(StreamConfig)}
+    for item in overrides or []:
+        key, sep, value = item.partition("=")
+        if not key.startswith("stream.") or not sep:
+            rest.append(item)
+            continue
+        name = key.removeprefix("stream.")
+        if name not in fields:
+            raise typer.BadParameter(f"unknown setting in [stream]: {name}", param_hint="--set")
+        stream = dataclasses.replace(stream, **{name: type(getattr(stream, name))(value)})
+    return stream, rest
+
+
+@app.command()
+def train(
+    store: StoreOption = None,
+    checkpoints: Annotated[Path | None, typer.Option(
+        help="Checkpoint folder [default: DATA_DIR/trainer/checkpoints].")] = None,
+    endpoint: Annotated[str, typer.Option(help="ROUTER endpoint (events in, weights out).")]
+    = "tcp://127.0.0.1:5555",
+    pub: Annotated[str, typer.Option(help="PUB endpoint (version announcements).")]
+    = "tcp://127.0.0.1:5556",
+    keys: Annotated[Path | None, typer.Option(help="CURVE keys folder (`trustfix keys`); "
+                                              "required off loopback.")] = None,
+    torch_threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 1,
+    config: ConfigOption = Path("pyproject.toml"),
+    set_: SetOption = None,
+    log_level: Annotated[str, typer.Option(help="Logging level (logs go to stderr).")] = "INFO",
+) -> None:
+    """Run the trainer daemon: store feedback, keep reviewer confidence, train and publish."""
+    import logging
+    import signal
+    import sys
+
+    from trustfix.trainer.daemon import TrainerDaemon
+    from trustfix.trainer.wire import InsecureEndpointError
+
+    logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stream, rest = _split_stream(set_)
+    cfg = _load(config, rest)
+    try:
+        daemon = TrainerDaemon(store or _trainer_dir() / "store.sqlite",
+                               checkpoints or _trainer_dir() / "checkpoints", endpoint, pub, cfg,
+                               stream, keys, torch_threads)
+    except (InsecureEndpointError, RuntimeError, FileNotFoundError) as exc:
+        console.print(f"[red]trustfix train: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: daemon.stop())
+    console.print(f"trustfix train: events on {daemon.endpoint}, versions on {daemon.pub_endpoint}")
+    daemon.serve_forever()
+
+
+@app.command()
+def keys(
+    folder: Annotated[Path, typer.Argument(help="Where the key files go.")],
+    name: Annotated[str, typer.Option(help="Name of the server key pair to add.")] = "server",
+) -> None:
+    """Make CURVE key pairs: the trainer's (once) and one server's, admitted in FOLDER/allowed."""
+    from trustfix.trainer.wire import make_keys
+
+    public, secret = make_keys(folder, name)
+    console.print(f"trainer keys: {folder}/trainer.key(_secret); server {name!r}: {public}, "
+                  f"{secret} (mode 0600). Copy {folder} to each end, keep *_secret files private.")
+
+
+@app.command()
+def reviewers(store: StoreOption = None,
+              json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Each pseudonymous reviewer's Beta confidence: alpha, beta, theta and item count."""
+    rows = (_open_store(store).load_estimator_rows() or {}).get("reviewers", [])
+    out = sorted(({"reviewer": r["reviewer"], "alpha": r["alpha"], "beta": r["beta"],
+                   "theta": r["alpha"] / (r["alpha"] + r["beta"]), "items": r["count"]}
+                  for r in rows), key=lambda r: -r["theta"])
+    if json_out:
+        typer.echo(json.dumps(out, indent=2))
+        return
+    table = Table(title="reviewers")
+    for column in ("reviewer", "alpha", "beta", "theta", "items"):
+        table.add_column(column)
+    for r in out:
+        table.add_row(r["reviewer"], f"{r['alpha']:.2f}", f"{r['beta']:.2f}", f"{r['theta']:.3f}",
+                      str(r["items"]))
+    Console().print(table)
+
+
+@app.command()
+def explain(
+    feedback_id: Annotated[str, typer.Argument(help="A feedback event's id.")],
+    store: StoreOption = None,
+    config: ConfigOption = Path("pyproject.toml"),
+    set_: SetOption = None,
+) -> None:
+    """Why a feedback item got its weight: prior, each update, alpha, beta, theta, delta, q (JSON)."""
+    from trustfix.trainer.daemon import explain as explain_item
+
+    try:
+        report = explain_item(_open_store(store), _load(config, _split_stream(set_)[1]), feedback_id)
+    except KeyError as exc:
+        raise typer.BadParameter(exc.args[0], param_hint="FEEDBACK_ID") from exc
+    typer.echo(json.dumps(report, indent=2))
+
+
+@app.command()
+def export(
+    reviewer: Annotated[str, typer.Option("--reviewer", help="Pseudonymous reviewer id.")],
+    store: StoreOption = None,
+    out: Annotated[Path | None, typer.Option(help="Write here instead of stdout.")] = None,
+    config: ConfigOption = Path("pyproject.toml"),
+    set_: SetOption = None,
+) -> None:
+    """All of one reviewer's data as JSON: events, confidence, each item's account."""
+    from trustfix.trainer.daemon import export_reviewer
+
+    data = export_reviewer(_open_store(store), _load(config, _split_stream(set_)[1]), reviewer)
+    text = json.dumps(data, indent=2)
+    if out:
+        out.write_text(text)
+    else:
+        typer.echo(text)
+
+
+@app.command()
+def forget(
+    reviewer: Annotated[str, typer.Option("--reviewer", help="Pseudonymous reviewer id.")],
+    store: StoreOption = None,
+    config: ConfigOption = Path("pyproject.toml"),
+    set_: SetOption = None,
+) -> None:
+    """Delete one reviewer's events and their contribution to everyone's confidence."""
+    from trustfix.trainer.daemon import forget_offline, hold_store_lock
+
+    opened = _open_store(store)
+    deleted = opened.request_forget(reviewer)
+    try:
+        lock = hold_store_lock(opened.path)
+    except RuntimeError:
+        console.print(f"deleted {deleted} events of {reviewer}; the running trainer removes their "
+                      "confidence contributions within a second")
+        return
+    with lock:
+        removed = forget_offline(opened, _load(config, _split_stream(set_)[1]))
+    console.print(f"deleted {deleted} events of {reviewer}; {removed} feedback items removed and "
+                  "everyone's confidence recomputed")
+
+
+@app.command()
+def status(
+    store: StoreOption = None,
+    outbox: Annotated[Path | None, typer.Option(help="A server's outbox.sqlite, for its depth.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Policy versions, queue depths and rejected messages by reason."""
+    from trustfix.trainer.daemon import status as store_status
+
+    report = store_status(_open_store(store))
+    if outbox is not None:
+        from trustfix.server.outbox import Outbox
+
+        report["outbox"] = Outbox(outbox).count()
+    if json_out:
+        typer.echo(json.dumps(report, indent=2))
+        return
+    latest = report["latest_version"]
+    typer.echo(f"policy: {'v' + str(latest) if latest is not None else 'none published'} "
+               f"({len(report['versions'])} versions)")
+    typer.echo(f"events: {report['events']} ({report['suggestions']} suggestions, "
+               f"{report['feedback']} feedback); not yet learned from: {report['unprocessed']}, "
+               f"not yet trained on: {report['untrained']}")
+    if "outbox" in report:
+        typer.echo(f"outbox: {report['outbox']} events waiting")
+    rejects = ", ".join(f"{k} {v}" for k, v in report["rejects"].items()) or "none"
+    typer.echo(f"rejected: {rejects}")
+
+
+@app.command()
+def bench(
+    condition: Annotated[str, typer.Option(help="Reviewer condition: high, mixed, low or all.")] = "all",
+    methods: Annotated[list[str] | None, typer.Option(
+        help="Methods (repeatable or comma-separated): ours, ppo, hp-ppo, ua-trpo.")] = None,
+    ablations: Annotated[bool, typer.Option("--ablations", help="Also run Table 2's ablations.")] = False,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per method and condition (default 5).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps per run.")] = None,
+    quick: Annotated[bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")] = False,
+    encoder: Annotated[str | None, typer.Option(help="Estimator encoder: hashing or embedded.")] = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
+    config: ConfigOption = Path("pyproject.toml"),
+    set_: SetOption = None,
+) -> None:
+    """The experiment: Table 1, Table 2, Figures 1-2, reviewer estimates, the feedback log."""
+    import dataclasses
+    import sys
+
+    from trustfix.bench.experiment import (
+        METHODS,
+        BenchConfig,
+        Runner,
+        plan_steps,
+        quick_config,
+        run_experiment,
+    )
+    from trustfix.bench.report import write_outputs
+    from trustfix.bench.reviewers import CONDITIONS
+
+    cfg = _load(config, set_)
+    chosen = [m.strip() for item in methods or [] for m in item.split(",") if m.strip()]
+    unknown = set(chosen) - set(METHODS)
+    if unknown:
+        raise typer.BadParameter(f"unknown methods {sorted(unknown)}; expected {list(METHODS)}")
+    if condition != "all" and condition not in CONDITIONS:
+        raise typer.BadParameter(f"expected one of {[*CONDITIONS, 'all']}", param_hint="--condition")
+    bench_cfg = BenchConfig(conditions=CONDITIONS if condition == "all" else (condition,),
+                            ablations=ablations)
+    if quick:
+        bench_cfg = quick_config(bench_cfg)
+    changes = {k: v for k, v in {"seeds": seeds, "steps": steps, "encoder": encoder}.items() if v is not None}
+    if chosen:
+        changes["methods"] = tuple(chosen)
+    bench_cfg = dataclasses.replace(bench_cfg, **changes)
+    started = time.perf_counter()
+    runner = Runner(bench_cfg, cfg.ppo, cfg.trust_region, cfg.confidence, cfg.ranker)
+    try:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), console=console,
+        ) as progress:
+            bar = progress.add_task("starting", total=plan_steps(bench_cfg))
+            outcome = run_experiment(
+                bench_cfg, runner, on_step=lambda: progress.advance(bar),
+                on_run=lambda name: progress.update(bar, description=name),
+            )
+    finally:
+        runner.close()
+    wall = time.perf_counter() - started
+    write_outputs(out, bench_cfg, outcome["runs"], outcome["bounds"], wall,
+                  {k: dataclasses.asdict(getattr(cfg, k)) for k in ("ppo", "trust_region", "confidence", "ranker")},
+                  " ".join(["trustfix", *sys.argv[1:]]))
+    console.print((out / "table1.md").read_text())
+    console.print((out / "table2.md").read_text())
+    console.print(f"wall time {wall:.1f} s; outputs in {out}")
+
+
 def main() -> None:
     app()
 

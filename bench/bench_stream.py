@@ -1,0 +1,212 @@
+"""Feedback-stream benchmark: outbox -> DEALER -> trainer ROUTER -> store, acked and committed.
+
+``python -m trustfix.bench.bench_stream [--events N]`` measures, in one run on loopback,
+
+1. end to end: events/s from a filled outbox until every event is acked, committed in the
+   trainer's store (a ``python -m trustfix.trainer`` process) and deleted from the outbox;
+2. raw pyzmq PUSH/PULL of the same number of messages of the same size, and the ratio;
+3. one PPO update of the ranker on 256 samples on the CPU (one torch thread).
+
+The event generators below are shared by the stream tests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import json
+import logging
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import zmq
+from trustfix.trainer.events import CandidateRecord, Feedback, Suggestion
+from trustfix.trainer.wire import PING, PROTOCOL
+
+KINDS = ("accept", "reject", "score", "comment")
+
+
+def make_suggestion(i: int, reviewer: str = "r-a", candidates: int = 3, revision: int = 0,
+                    verdict: str | None = None) -> Suggestion:
+    """Suggestion ``s{i}`` with ``candidates`` small diff candidates (execution evidence when
+    ``verdict`` is given)."""
+    from trustfix.trainer.events import Evidence
+
+    records = [
+        CandidateRecord(f"candidate {c} of unit {i % 50}", "operator",
+                        f"-    return a < b{c}\n+    return a <= b{c}\n", 3 + c,
+                        hashlib.sha256(f"{i}:{c}".encode()).hexdigest(), -1.1)
+        for c in range(candidates)
+    ]
+    evidence = None if verdict is None else Evidence("pytest", 3, 0 if verdict == "supports" else 2,
+                                                     0, verdict)  # type: ignore[arg-type]
+    return Suggestion(
+        id=f"s{i}", policy_version=None, state=f"def unit_{i % 50}(a, b):\n    return a < b\n",
+        state_sha256=hashlib.sha256(f"state {i % 50}".encode()).hexdigest(),
+        features={"candidates": float(candidates)}, candidates=records, chosen=1 + i % candidates,
+        old_log_prob=-1.1, reviewer=reviewer, role="developer", time=float(i), revision=revision,
+        r_env=None if verdict is None else (1.0 if verdict == "supports" else 0.6),
+        evidence=evidence,
+    )
+
+
+def make_feedback(i: int, suggestion_id: str, reviewer: str = "r-a", kind: str = "accept") -> Feedback:
+    """Feedback ``f{i}`` of ``kind`` on ``suggestion_id``."""
+    extra = {"score": 1 + i % 5} if kind == "score" else {"text": f"looks wrong at line {i % 7}"} \
+        if kind == "comment" else {}
+    return Feedback(id=f"f{i}", suggestion_id=suggestion_id, reviewer=reviewer, role="student",
+                    kind=kind, time=float(i), **extra)  # type: ignore[arg-type]
+
+
+def event_stream(n: int, reviewers: int = 5) -> list[Suggestion | Feedback]:
+    """``n`` events: each suggestion followed by feedback from two different reviewers."""
+    events: list[Suggestion | Feedback] = []
+    i = 0
+    while len(events) < n:
+        s = make_suggestion(i, f"r-{i % reviewers}")
+        events.append(s)
+        for j in range(2):
+            if len(events) < n:
+                events.append(make_feedback(2 * i + j, s.id, f"r-{(i + j) % reviewers}",
+                                            KINDS[(i + j) % len(KINDS)]))
+        i += 1
+    return events
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bench_end_to_end(n: int, workdir: Path, extra: tuple[str, ...] = ()) -> dict[str, float]:
+    """Events/s from a filled outbox to acked-and-committed (trainer in its own process, as
+    deployed; its learning thread follows the events meanwhile), and the mean message size."""
+    from trustfix.server.outbox import Outbox
+    from trustfix.server.stream import OutboxSender
+    from trustfix.trainer.events import encode_event
+    from trustfix.trainer.store import TrainerStore
+
+    events = event_stream(n)
+    outbox = Outbox(workdir / "outbox.sqlite", max_rows=n + 1, warn_rows=n + 1)
+    for event in events:
+        outbox.add(event)
+    size = statistics.mean(len(encode_event(e)) for e in events)
+    del events
+    gc.collect()
+    port = _free_port()
+    trainer = subprocess.Popen(
+        [sys.executable, "-m", "trustfix.trainer", "--store", str(workdir / "store.sqlite"),
+         "--checkpoints", str(workdir / "ckpt"), "--endpoint", f"tcp://127.0.0.1:{port}",
+         "--pub", f"tcp://127.0.0.1:{_free_port()}", "--config", str(workdir / "none.toml"),
+         "--set", "encoders.text_encoder=hashing", "--set", "encoders.code_encoder=hashing",
+         "--log-level", "WARNING", *extra])
+    try:
+        probe = zmq.Context.instance().socket(zmq.DEALER)
+        probe.setsockopt(zmq.LINGER, 0)
+        probe.connect(f"tcp://127.0.0.1:{port}")
+        probe.send_multipart([PROTOCOL, PING])
+        if not probe.poll(120_000):  # answered once the trainer serves
+            raise RuntimeError("the trainer did not start")
+        probe.close(0)
+        started = time.perf_counter()
+        sender = OutboxSender(outbox, f"tcp://127.0.0.1:{port}").start()
+        while sender.acked < n:  # counted by the sender: no COUNT(*) scans in the measured loop
+            time.sleep(0.005)
+        elapsed = time.perf_counter() - started
+        sender.stop()
+    finally:
+        trainer.terminate()
+        trainer.wait(30)
+    stored = TrainerStore(workdir / "store.sqlite").count()
+    outbox.close()
+    return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed, "stored": stored,
+            "message_bytes": size}
+
+
+def bench_push_pull(n: int, size: int) -> float:
+    """Messages/s of raw pyzmq PUSH -> PULL on loopback TCP with ``size``-byte messages."""
+    context = zmq.Context()
+    pull = context.socket(zmq.PULL)
+    port = pull.bind_to_random_port("tcp://127.0.0.1")
+    push = context.socket(zmq.PUSH)
+    push.connect(f"tcp://127.0.0.1:{port}")
+    payload = b"x" * size
+    done = threading.Event()
+
+    def receive() -> None:
+        for _ in range(n):
+            pull.recv()
+        done.set()
+
+    receiver = threading.Thread(target=receive)
+    receiver.start()
+    started = time.perf_counter()
+    for _ in range(n):
+        push.send(payload)
+    done.wait()
+    elapsed = time.perf_counter() - started
+    receiver.join()
+    push.close(0)
+    pull.close(0)
+    context.term()
+    return n / elapsed
+
+
+def bench_ppo_update(samples: int = 256, repeats: int = 3) -> float:
+    """Median seconds of one PPO update of the default ranker on ``samples`` samples (CPU)."""
+    import torch
+    from trustfix.trainer.config import PPOConfig, RankerConfig
+    from trustfix.trainer.policies import RankerPolicy
+    from trustfix.trainer.ppo import PPOLearner
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    learner = PPOLearner(RankerPolicy(RankerConfig()), PPOConfig(device="cpu"))
+    suggestions = [make_suggestion(i) for i in range(samples)]
+    states = [s.state or "" for s in suggestions]
+    candidates = [[f"{c.title}\n{c.diff}" for c in s.candidates] for s in suggestions]
+    times = []
+    for _ in range(repeats):
+        buffer = learner.transitions_from(
+            states, candidates, [s.chosen for s in suggestions], [-1.1] * samples,
+            [0.0] * samples, [float(i % 2) for i in range(samples)], [True] * samples,
+            [0.5 + 0.5 * (i % 2) for i in range(samples)])
+        started = time.perf_counter()
+        learner.update(buffer)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--ppo-samples", type=int, default=256)
+    parser.add_argument("--json", type=Path, help="Also write the figures here.")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        e2e = bench_end_to_end(args.events, Path(tmp))
+    raw = bench_push_pull(args.events, round(e2e["message_bytes"]))
+    ppo = bench_ppo_update(args.ppo_samples)
+    figures = {**e2e, "push_pull_per_s": raw, "ratio": e2e["events_per_s"] / raw,
+               "ppo_update_s": ppo, "ppo_samples": args.ppo_samples}
+    print(f"end to end (outbox -> acked and committed): {e2e['events_per_s']:,.0f} events/s "
+          f"({args.events} events of {e2e['message_bytes']:.0f} B in {e2e['seconds']:.2f} s, "
+          f"{e2e['stored']} stored)")
+    print(f"raw pyzmq PUSH/PULL, same size:             {raw:,.0f} messages/s "
+          f"(end to end = {figures['ratio']:.2f} x raw)")
+    print(f"one PPO update, ranker, {args.ppo_samples} samples, CPU, 1 thread: {ppo:.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()

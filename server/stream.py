@@ -1,0 +1,309 @@
+"""The server's side of the feedback stream: the outbox drains to the trainer, policies come back.
+
+* :class:`OutboxSender` (a thread with a DEALER): sends the oldest outbox events in batches
+  (see :mod:`trustfix.trainer.wire`), up to ``window`` batches in flight, deletes a batch's ids
+  once the trainer has acked it (after its commit), and resends unacked batches after
+  ``ack_timeout_s``, doubling the wait up to ``backoff_max_s`` while the trainer stays away.  The trainer stores ids idempotently, so a
+  batch that was committed but whose ack was lost is harmless to resend.
+* :class:`PolicySubscriber` (a thread with a SUB and a DEALER): on each announcement of a newer
+  version it fetches the checkpoint's JSON and weights in chunks, checks size and sha256, writes
+  them into the checkpoint folder (weights first, JSON last, each by atomic rename, so the
+  language server's :class:`~trustfix.server.session.PolicyHost` sees a complete version or
+  none), loads it with ``load_checkpoint(..., expected_sha256=...)`` and hands it to
+  ``on_policy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import zmq
+from trustfix.trainer.wire import (
+    ACK,
+    BATCH,
+    CHUNK,
+    ERROR,
+    META,
+    POLICY_TOPIC,
+    PROTOCOL,
+    StreamConfig,
+    check_endpoint,
+    curve_client,
+)
+
+from .outbox import Outbox
+
+log = logging.getLogger(__name__)
+
+
+class OutboxSender:
+    """Drains an :class:`Outbox` to the trainer at ``endpoint`` (start with :meth:`start`)."""
+
+    def __init__(self, outbox: Outbox, endpoint: str, stream: StreamConfig | None = None,
+                 keys: Path | None = None, key_name: str = "server") -> None:
+        check_endpoint(endpoint, keys, "connect to")
+        self.outbox, self.endpoint = outbox, endpoint
+        self.stream = stream or StreamConfig()
+        self.keys, self.key_name = keys, key_name
+        self.stopping = threading.Event()
+        self.sent = 0
+        """Events sent (resends included)."""
+        self.acked = 0
+        """Events deleted from the outbox after an ack."""
+        self.resends = 0
+        self.dropped = 0
+        """Events dropped because the trainer refuses them for their size alone."""
+        self.last_error: str | None = None
+        self._byte_budget = self.stream.batch_bytes
+        self._thread = threading.Thread(target=self._run, name="trustfix-outbox", daemon=True)
+
+    def start(self) -> OutboxSender:
+        """Start the sending thread."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread (unacked events stay in the outbox)."""
+        self.stopping.set()
+        self._thread.join(timeout)
+
+    def _socket(self, context: zmq.Context) -> zmq.Socket:
+        socket = context.socket(zmq.DEALER)
+        socket.setsockopt(zmq.LINGER, 0)
+        socket.setsockopt(zmq.IMMEDIATE, 1)
+        curve_client(socket, self.keys, self.key_name)
+        socket.connect(self.endpoint)
+        return socket
+
+    def _read(self, db: sqlite3.Connection, skip: set[str], after: int
+              ) -> tuple[list[str], list[bytes], int]:
+        """The oldest outbox rows past ``seq`` ``after`` and not in flight, as stored (validated
+        when they were added), and the last ``seq`` read.  While batches are in flight the rows
+        after them are the new ones (a new row's seq is above every stored row's)."""
+        keys, bodies, size, last = [], [], 0, after
+        limit = len(skip) + self.stream.batch_events
+        rows = db.execute("SELECT seq, key, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                          (after, limit))
+        for seq, key, body in rows:
+            if key in skip:
+                continue
+            if bodies and (size + len(body) > self._byte_budget
+                           or len(bodies) == self.stream.batch_events):
+                break
+            keys.append(key)
+            bodies.append(body)
+            size += len(body)
+            last = seq
+        return keys, bodies, last
+
+    def _run(self) -> None:
+        context = zmq.Context()
+        socket = self._socket(context)
+        # a reader of its own: WAL lets it read while the language server adds events
+        db = sqlite3.connect(self.outbox.path, timeout=30)
+        wait = self.stream.ack_timeout_s
+        inflight: dict[bytes, tuple[list[str], float, int]] = {}
+        cursor = -1
+        try:
+            while not self.stopping.is_set():
+                if len(inflight) < self.stream.window:
+                    skip = {k for keys, _, _ in inflight.values() for k in keys}
+                    keys, bodies, last = self._read(db, skip, cursor if inflight else -1)
+                    if keys:
+                        batch_id = uuid.uuid4().hex.encode()
+                        try:
+                            socket.send_multipart([PROTOCOL, BATCH, batch_id, *bodies], zmq.NOBLOCK)
+                        except zmq.Again:  # not connected (IMMEDIATE): wait and try again
+                            self.stopping.wait(min(wait, self.stream.idle_poll_s))
+                            continue
+                        self.sent += len(bodies)
+                        inflight[batch_id] = (keys, time.monotonic(), sum(map(len, bodies)))
+                        cursor = last
+                        continue
+                    if not inflight:
+                        self.stopping.wait(self.stream.idle_poll_s)
+                        continue
+                oldest = min(sent for _, sent, _ in inflight.values())
+                left = oldest + wait - time.monotonic()
+                if left > 0 and socket.poll(int(min(left, 0.1) * 1000) + 1):
+                    self._on_reply(socket.recv_multipart(), inflight)
+                    wait = self.stream.ack_timeout_s
+                elif left <= 0:
+                    self.resends += 1
+                    log.info("no ack within %.1f s; resending %d batch(es)", wait, len(inflight))
+                    wait = min(wait * 2, self.stream.backoff_max_s)
+                    inflight.clear()
+                    # a new socket drops whatever the old one still queued for a dead peer
+                    socket.close(0)
+                    socket = self._socket(context)
+        finally:
+            db.close()
+            socket.close(0)
+            context.term()
+
+    def _on_reply(self, frames: list[bytes], inflight: dict[bytes, tuple[list[str], float, int]]) -> None:
+        """Delete an acked batch's events from the outbox; log a refused one (it is resent)."""
+        if len(frames) < 4 or frames[0] != PROTOCOL or frames[2] not in inflight:
+            return  # a stale reply to a batch already resent
+        keys, _, size = inflight.pop(frames[2])
+        if frames[1] == ACK:
+            report = msgspec.json.decode(frames[3])
+            for index, reason in report["rejected"].items():
+                log.warning("trainer rejected event %s: %s", keys[int(index)], reason)
+            self.acked += self.outbox.ack(keys)
+        else:
+            self.last_error = frames[3].decode(errors="replace")
+            if self.last_error.startswith("oversized") and len(keys) == 1:
+                log.error("event %s (%d bytes) is larger than the trainer accepts; dropped",
+                          keys[0], size)
+                self.dropped += self.outbox.ack(keys)
+            elif self.last_error.startswith("oversized"):
+                self._byte_budget = max(1, size // 2)  # smaller batches from now on
+            else:
+                log.error("trainer refused a batch: %s", self.last_error)
+                self.stopping.wait(self.stream.ack_timeout_s)
+
+
+class PolicyFetchError(RuntimeError):
+    """A published version could not be fetched or did not match its announcement."""
+
+
+def fetch_policy(socket: zmq.Socket, announcement: dict[str, Any], folder: Path,
+                 timeout: float = 10.0) -> Path:
+    """Fetch one announced version over ``socket`` (a connected DEALER) into ``folder``; the
+    weights' size and sha256 are checked before the version's JSON is written.  Returns the JSON."""
+    version = str(int(announcement["version"])).encode()
+
+    def ask(*frames: bytes) -> list[bytes]:
+        if not socket.poll(int(timeout * 1000), zmq.POLLOUT):
+            raise PolicyFetchError("the trainer is not reachable")
+        socket.send_multipart([PROTOCOL, *frames], zmq.NOBLOCK)
+        if not socket.poll(int(timeout * 1000)):
+            raise PolicyFetchError(f"no answer from the trainer within {timeout} s")
+        reply = socket.recv_multipart()
+        if reply[1] == ERROR:
+            raise PolicyFetchError(reply[-1].decode(errors="replace"))
+        return reply
+
+    record_bytes = ask(META, version)[3]
+    record = json.loads(record_bytes)
+    if record["sha256"] != announcement["sha256"]:
+        raise PolicyFetchError(f"v{int(version)}: announced sha256 {announcement['sha256']} but the "
+                               f"record says {record['sha256']}")
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / record["weights"]
+    tmp = weights.with_suffix(".part")
+    digest = hashlib.sha256()
+    with tmp.open("wb") as fh:
+        offset = 0
+        while offset < int(announcement["size"]):
+            data = ask(CHUNK, version, str(offset).encode())[4]
+            if not data:
+                break
+            fh.write(data)
+            digest.update(data)
+            offset += len(data)
+    if offset != int(announcement["size"]) or digest.hexdigest() != announcement["sha256"]:
+        tmp.unlink(missing_ok=True)
+        raise PolicyFetchError(f"v{int(version)}: fetched {offset} bytes with sha256 "
+                               f"{digest.hexdigest()}, announced {announcement['size']} / "
+                               f"{announcement['sha256']}")
+    os.replace(tmp, weights)
+    meta = folder / f"policy-v{int(version)}.json"
+    tmp_meta = meta.with_suffix(".json.part")
+    tmp_meta.write_bytes(record_bytes)
+    os.replace(tmp_meta, meta)
+    return meta
+
+
+class PolicySubscriber:
+    """Follows the trainer's announcements and installs each newer version (a thread)."""
+
+    def __init__(self, pub_endpoint: str, endpoint: str, folder: Path,
+                 on_policy: Callable[[Any, Any], None] | None = None,
+                 keys: Path | None = None, key_name: str = "server") -> None:
+        check_endpoint(pub_endpoint, keys, "connect to")
+        check_endpoint(endpoint, keys, "connect to")
+        self.pub_endpoint, self.endpoint, self.folder = pub_endpoint, endpoint, folder
+        self.on_policy = on_policy
+        self.keys, self.key_name = keys, key_name
+        from trustfix.trainer.policies import latest_version
+
+        self.version: int | None = latest_version(folder)
+        self.policy: Any = None
+        self.errors: list[str] = []
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="trustfix-policy", daemon=True)
+
+    def start(self) -> PolicySubscriber:
+        """Start the subscriber thread."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread."""
+        self.stopping.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        context = zmq.Context()
+        sub = context.socket(zmq.SUB)
+        sub.setsockopt(zmq.LINGER, 0)
+        curve_client(sub, self.keys, self.key_name)
+        sub.setsockopt(zmq.SUBSCRIBE, POLICY_TOPIC)
+        sub.connect(self.pub_endpoint)
+        fetch = self._fetch_socket(context)
+        try:
+            while not self.stopping.is_set():
+                if not sub.poll(100):
+                    continue
+                frames = sub.recv_multipart()
+                if len(frames) != 3 or frames[1] != PROTOCOL:
+                    log.warning("ignored a malformed announcement")
+                    continue
+                announcement = msgspec.json.decode(frames[2])
+                if self.version is not None and announcement["version"] <= self.version:
+                    continue
+                if not self._install(fetch, announcement):
+                    fetch.close(0)  # a late reply to a failed fetch must not answer the next one
+                    fetch = self._fetch_socket(context)
+        finally:
+            sub.close(0)
+            fetch.close(0)
+            context.term()
+
+    def _fetch_socket(self, context: zmq.Context) -> zmq.Socket:
+        fetch = context.socket(zmq.DEALER)
+        fetch.setsockopt(zmq.LINGER, 0)
+        curve_client(fetch, self.keys, self.key_name)
+        fetch.connect(self.endpoint)
+        return fetch
+
+    def _install(self, fetch: zmq.Socket, announcement: dict[str, Any]) -> bool:
+        """Fetch, verify and load one version; False (logged, kept in ``errors``) if that failed."""
+        from trustfix.trainer.policies import CheckpointError, load_checkpoint
+
+        try:
+            fetch_policy(fetch, announcement, self.folder)
+            policy, info = load_checkpoint(self.folder, announcement["version"],
+                                           expected_sha256=announcement["sha256"])
+        except (PolicyFetchError, CheckpointError, OSError, ValueError, KeyError) as error:
+            self.errors.append(str(error))
+            log.warning("policy v%s not installed: %s", announcement.get("version"), error)
+            return False
+        self.policy, self.version = policy, info.version  # one assignment each: readers see old or new
+        log.info("policy v%d installed from the trainer", info.version)
+        if self.on_policy is not None:
+            self.on_policy(policy, info)
+        return True
