@@ -80,6 +80,8 @@ class TrustfixServer(LanguageServer):
         self.outbox: Outbox | None = None
         self.reviewer_id = ""
         self.policy: PolicyHost | None = None
+        self.stream: list[Any] = []
+        """The outbox sender and policy subscriber while a trainer is configured."""
         self.analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-analysis")
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-tests")
         self.semgrep: SemgrepCache | None = None
@@ -108,6 +110,9 @@ class TrustfixServer(LanguageServer):
                 self.open_outbox()
             else:
                 self.outbox.max_rows = self.settings.outbox_max_rows
+            trainer = ("trainer_endpoint", "trainer_publish_endpoint", "keys_dir", "data_dir")
+            if any(getattr(old, f) != getattr(self.settings, f) for f in trainer):
+                self.connect_trainer()
 
     def open_outbox(self) -> None:
         """Open the outbox in the data folder (after ``initialize``: it loads the event schema)."""
@@ -124,7 +129,31 @@ class TrustfixServer(LanguageServer):
         self.policy = PolicyHost(self.settings.checkpoints, self.settings.checkpoint_poll_s,
                                  on_change=self._policy_changed)
         self.policy.start()
+        self.connect_trainer()
         self.spawn(self.tick())
+
+    def connect_trainer(self) -> None:
+        """Stream the outbox to the trainer and follow its policy versions, when one is set."""
+        from .stream import OutboxSender, PolicySubscriber
+
+        for part in self.stream:
+            part.stop()
+        self.stream = []
+        settings = self.settings
+        if not settings.trainer_endpoint or self.outbox is None:
+            return
+        try:
+            self.stream = [
+                OutboxSender(self.outbox, settings.trainer_endpoint, keys=settings.keys_dir).start(),
+                PolicySubscriber(settings.publish_endpoint, settings.trainer_endpoint,
+                                 settings.checkpoints, keys=settings.keys_dir).start(),
+            ]
+        except (ValueError, RuntimeError, OSError) as error:
+            log.warning("trainer not connected: %s", error)
+            self.window_show_message(types.ShowMessageParams(
+                type=types.MessageType.Warning,
+                message=f"trustfix: not connected to the trainer ({error}); feedback stays in "
+                        "the outbox"))
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` as a task that is kept alive until it finishes."""
@@ -161,6 +190,8 @@ class TrustfixServer(LanguageServer):
             task.cancel()
         if self.policy:
             self.policy.close()
+        for part in self.stream:
+            part.stop()
         self.analysis.shutdown(wait=False, cancel_futures=True)
         self.background.shutdown(wait=False, cancel_futures=True)
         if self.outbox:

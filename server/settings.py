@@ -31,6 +31,11 @@ class ServerSettings:
     """``off`` records nothing, ``noCode`` no source text (features and ids only), ``all``."""
     trainer_endpoint: str = ""
     """ZeroMQ endpoint of the trainer (``trainerEndpoint``); empty: offline, the outbox keeps all."""
+    trainer_publish_endpoint: str = ""
+    """The trainer's PUB endpoint announcing policy versions (``trainerPublishEndpoint``); empty:
+    the trainer endpoint's port + 1 (``trustfix train``'s defaults are 5555 and 5556)."""
+    keys_dir: Path | None = None
+    """CURVE keys folder from ``trustfix keys`` (``keysDir``); required off loopback."""
     data_dir: Path = field(default_factory=default_data_dir)
     """Outbox, reviewer key and checkpoints live here (``dataDir``; env ``TRUSTFIX_DATA_DIR``)."""
     checkpoint_dir: Path | None = None
@@ -62,6 +67,14 @@ class ServerSettings:
     """Wall-clock limit of one test run."""
 
     @property
+    def publish_endpoint(self) -> str:
+        """The trainer's PUB endpoint in use."""
+        if self.trainer_publish_endpoint or not self.trainer_endpoint:
+            return self.trainer_publish_endpoint
+        base, _, port = self.trainer_endpoint.rpartition(":")
+        return f"{base}:{int(port) + 1}"
+
+    @property
     def checkpoints(self) -> Path:
         """The checkpoint folder in use."""
         return self.checkpoint_dir or self.data_dir / "checkpoints"
@@ -74,7 +87,8 @@ class ServerSettings:
 
 _CLIENT_NAMES = {
     "topK": "top_k", "reviewerId": "reviewer_id", "role": "role", "telemetry": "telemetry",
-    "trainerEndpoint": "trainer_endpoint", "dataDir": "data_dir", "checkpointDir": "checkpoint_dir",
+    "trainerEndpoint": "trainer_endpoint", "trainerPublishEndpoint": "trainer_publish_endpoint",
+    "keysDir": "keys_dir", "checkpointPoll": "checkpoint_poll_s", "dataDir": "data_dir", "checkpointDir": "checkpoint_dir",
     "offerExpiry": "offer_expiry_s", "editCheckpoints": "edit_checkpoints",
     "commentQuiet": "comment_quiet_s", "debounce": "debounce_s", "testCommand": "test_command",
     "testTimeout": "test_timeout_s", "outboxMaxRows": "outbox_max_rows",
@@ -96,14 +110,15 @@ def _convert(name: str, value: Any) -> Any:
         if value not in TELEMETRY_LEVELS:
             raise ValueError(f"telemetry must be one of {', '.join(TELEMETRY_LEVELS)}")
         return value
-    if name in ("data_dir", "checkpoint_dir"):
+    if name in ("data_dir", "checkpoint_dir", "keys_dir"):
         return Path(str(value)).expanduser()
     if name == "edit_checkpoints":
         times = tuple(float(v) for v in value)
         if not times or any(t <= 0 for t in times):
             raise ValueError("editCheckpoints must be positive seconds")
         return tuple(sorted(times))
-    if name in ("offer_expiry_s", "comment_quiet_s", "debounce_s", "test_timeout_s"):
+    if name in ("offer_expiry_s", "comment_quiet_s", "debounce_s", "test_timeout_s",
+                "checkpoint_poll_s"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{name} must be a non-negative number")
         return float(value)

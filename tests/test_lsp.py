@@ -335,7 +335,7 @@ async def test_accepted_change_is_checked_by_the_workspace_tests(tmp_path: Path)
     (tmp_path / "test_calc.py").write_text(
         "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
     )
-    client = await start(tmp_path, no_resolve(), topK=50, offerExpiry=600)
+    client = await start(tmp_path, no_resolve(), topK=20, offerExpiry=600)
     uri = (tmp_path / "calc.py").as_uri()
     try:
         open_doc(client, uri, source)
