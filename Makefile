@@ -23,7 +23,7 @@ demo: $(STAMP)
 	$(VENV)/bin/trustfix demo
 
 bench: $(STAMP)
-	$(PY) -m trustfix.bench.bench_env
+	$(VENV)/bin/trustfix bench --condition all --ablations --out bench-results
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

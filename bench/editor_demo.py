@@ -5,6 +5,7 @@ the server recorded in its outbox."""
 from __future__ import annotations
 
 import asyncio
+import shlex
 import sys
 import tempfile
 from pathlib import Path
@@ -57,19 +58,29 @@ EDITOR_CAPABILITIES = types.ClientCapabilities(
 """An editor that takes code-action literals with inline edits (it cannot resolve them)."""
 
 
-async def review_session(workdir: Path, tasks: list[Any], console: Console) -> Path:
-    """Drive the server through one reviewer's session on ``tasks``; return the data dir."""
+async def review_session(
+    workdir: Path, tasks: list[Any], console: Console, trainer: dict[str, str] | None = None
+) -> Path:
+    """Drive the server through one reviewer's session on ``tasks``; return the data dir.
+
+    With ``trainer`` (``{"trainerEndpoint": ..., "trainerPublishEndpoint": ...}``) the server
+    streams its events there, and the session waits for a policy version to come back."""
     data = workdir / "data"
     client = LanguageClient("trustfix-demo", "0.1", converter_factory=lsp_converter)
     statuses: list[Any] = []
     client.feature("trustfix/status")(lambda params: statuses.append(params))
     client.feature(types.WINDOW_LOG_MESSAGE)(lambda params: None)
-    await client.start_io(sys.executable, "-m", "trustfix", "serve", "--log-level", "WARNING")
+    data.mkdir(parents=True, exist_ok=True)
+    # the server's log goes to a file: pygls pipes stderr and never reads it
+    serve = [sys.executable, "-m", "trustfix", "serve", "--log-level", "INFO"]
+    await client.start_io("/bin/sh", "-c", f'exec "$@" 2>>{shlex.quote(str(data / "server.log"))}',
+                          "sh", *serve)
     await client.initialize_async(types.InitializeParams(
         capabilities=EDITOR_CAPABILITIES,
         root_uri=workdir.as_uri(),
         initialization_options={"reviewerId": "demo-reviewer", "role": "student", "topK": 3,
-                                "telemetry": "all", "dataDir": str(data)},
+                                "telemetry": "all", "dataDir": str(data), "checkpointPoll": 0.2,
+                                **(trainer or {})},
     ))
     client.initialized(types.InitializedParams())
     table = Table(title="scripted reviewer session")
@@ -111,6 +122,12 @@ async def review_session(workdir: Path, tasks: list[Any], console: Console) -> P
             table.add_row(task.id, "\n".join(a.title for a in offered), ", ".join(did))
         trust = await client.workspace_execute_command_async(
             types.ExecuteCommandParams("trustfix.trust", []))
+        for _ in range(50 if trainer else 0):  # the trainer's new policy reaches the server
+            if trust["policyVersion"] is not None:
+                break
+            await asyncio.sleep(0.2)
+            trust = await client.workspace_execute_command_async(
+                types.ExecuteCommandParams("trustfix.trust", []))
     finally:
         await client.shutdown_async(None)
         client.exit(None)
@@ -135,12 +152,54 @@ def summarize_outbox(data: Path, console: Console) -> dict[str, int]:
     return counts
 
 
-def run_editor_demo(n_tasks: int = 3, console: Console | None = None) -> dict[str, int]:
-    """The whole scripted session on the first ``n_tasks`` HumanEval refinement tasks."""
+def run_editor_demo(
+    n_tasks: int = 3, console: Console | None = None, with_trainer: bool = True
+) -> dict[str, dict[str, int]]:
+    """The whole scripted session on the first ``n_tasks`` HumanEval refinement tasks; with
+    ``with_trainer`` a trainer daemon on loopback receives the events, trains and publishes a
+    policy version that the server installs.  Returns the events left in the outbox by kind
+    and, with the trainer, what it stored and how many versions it published."""
+    import threading
+
     from trustfix.bench.tasks import make_tasks
+    from trustfix.trainer.config import EncoderConfig, TrustfixConfig
+    from trustfix.trainer.daemon import TrainerDaemon
+    from trustfix.trainer.store import TrainerStore
+    from trustfix.trainer.wire import StreamConfig
 
     console = console or Console()
     tasks = make_tasks(seed=0)[:n_tasks]
     with tempfile.TemporaryDirectory(prefix="trustfix-demo-") as tmp:
-        data = asyncio.run(review_session(Path(tmp), tasks, console))
-        return summarize_outbox(data, console)
+        trainer, daemon, thread = None, None, None
+        if with_trainer:
+            daemon = TrainerDaemon(
+                Path(tmp) / "trainer.sqlite", Path(tmp) / "trainer-checkpoints",
+                "tcp://127.0.0.1:0", "tcp://127.0.0.1:0",
+                TrustfixConfig(encoders=EncoderConfig("hashing", "hashing")),
+                StreamConfig(update_every=2, min_samples=1, update_seconds=1.0,
+                             update_min_interval_s=0.5),
+            )
+            thread = threading.Thread(target=daemon.serve_forever, daemon=True)
+            thread.start()
+            trainer = {"trainerEndpoint": daemon.endpoint,
+                       "trainerPublishEndpoint": daemon.pub_endpoint}
+            console.print(f"trainer daemon: events on {daemon.endpoint}, "
+                          f"versions on {daemon.pub_endpoint}")
+        try:
+            data = asyncio.run(review_session(Path(tmp), tasks, console, trainer))
+        finally:
+            if daemon is not None:
+                daemon.stop()
+                thread.join(10)
+        counts = {"outbox": summarize_outbox(data, console)}
+        if daemon is not None:
+            store = TrainerStore(Path(tmp) / "trainer.sqlite")
+            counts["trainer"] = {"suggestion": store.count("suggestion"),
+                                 "feedback": store.count("feedback"),
+                                 "versions": len(store.versions())}
+            console.print(
+                f"trainer stored {store.count('suggestion')} suggestions and "
+                f"{store.count('feedback')} feedback items; published versions "
+                f"{[v['version'] for v in store.versions()]}"
+            )
+        return counts

@@ -12,10 +12,19 @@ from trustfix.bench.editor_demo import run_editor_demo
 BUGGY = "def add(a, b):\n    if a == None:\n        return b\n    return a - b\n"
 
 
-def test_editor_session_leaves_every_event_in_the_outbox():
+def test_editor_session_streams_every_event_to_the_trainer():
     counts = run_editor_demo(2, console=Console(file=open("/dev/null", "w")))
-    assert counts["accept"] == counts["score"] == counts["comment"] == 2
-    assert counts["reject"] == 2 and counts["suggestion"] >= 4
+    assert counts["outbox"] == {"suggestion": 0}  # everything acked by the trainer
+    trainer = counts["trainer"]
+    assert trainer["feedback"] == 8  # accept, score, reject, comment on each of two tasks
+    assert trainer["suggestion"] >= 4 and trainer["versions"] >= 1
+
+
+def test_editor_session_without_a_trainer_keeps_everything_in_the_outbox():
+    counts = run_editor_demo(2, console=Console(file=open("/dev/null", "w")), with_trainer=False)
+    outbox = counts["outbox"]
+    assert outbox["accept"] == outbox["score"] == outbox["comment"] == outbox["reject"] == 2
+    assert outbox["suggestion"] >= 4 and "trainer" not in counts
 
 
 def test_refine_json_lists_ranked_candidates(tmp_path: Path):

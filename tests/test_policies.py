@@ -466,3 +466,17 @@ def test_generative_lora_trains_only_adapter_and_value_head(tmp_path, tiny_token
     loaded, _ = load_checkpoint(tmp_path)
     assert loaded.cfg.lora
     assert_same_weights(policy, loaded)
+
+
+def test_ranker_batches_long_and_short_states_together():
+    """A long state's padding must not run past the rotary table (found by the daemon)."""
+    from trustfix.trainer.config import RankerConfig
+    from trustfix.trainer.policies import RankerPolicy
+
+    policy = RankerPolicy(RankerConfig(max_tokens=32, state_tokens=24))
+    long_state, short_state = " ".join(f"w{i}" for i in range(60)), "short"
+    cands = [["x"], ["a b c d e f g h i j k l m n o p q r s t u v w x y z"]]
+    out = policy([long_state, short_state], cands)
+    alone = policy([long_state], cands[:1])
+    assert torch.isfinite(out.log_probs[:, :2]).all()
+    assert torch.allclose(out.log_probs[0, :2], alone.log_probs[0], atol=1e-5)

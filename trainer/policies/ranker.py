@@ -214,9 +214,11 @@ class RankerPolicy(Policy):
         owner = torch.tensor(owner_list, device=device, dtype=torch.long)
         head_dim = self.cfg.d_model // self.cfg.n_heads
         cos, sin = rotary_tables(self.cfg.max_tokens, head_dim, self.cfg.rope_base, device)
-        positions = torch.tensor(n_state, device=device)[owner][:, None] + torch.arange(
-            lc, device=device
-        )
+        # a pair never exceeds max_tokens, but padding past a short candidate of a long state
+        # can: those positions are masked, so clamping them changes nothing
+        positions = (
+            torch.tensor(n_state, device=device)[owner][:, None] + torch.arange(lc, device=device)
+        ).clamp_max(self.cfg.max_tokens - 1)
         rope_s = (cos[:ls], sin[:ls])
         rope_c = (cos[positions][:, None], sin[positions][:, None])
         mask_s = (ids_s != PAD)[:, None, None, :]
