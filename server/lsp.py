@@ -69,6 +69,7 @@ after ``initialize`` is answered: the ``trainer`` package loads torch)."""
 RANKING_CACHE = 256
 """Rankings kept (by document content and unit)."""
 NO_TRAINER = "no trainer connected: trust is estimated by the trainer"
+SENT_TO_TRAINER = "sent to the trainer, which estimates trust (not reported back to the editor yet)"
 
 
 class TrustfixServer(LanguageServer):
@@ -131,6 +132,11 @@ class TrustfixServer(LanguageServer):
         self.policy.start()
         self.connect_trainer()
         self.spawn(self.tick())
+
+    @property
+    def trainer_note(self) -> str:
+        """Where feedback goes: to the trainer when connected, else it waits in the outbox."""
+        return SENT_TO_TRAINER if self.stream else NO_TRAINER
 
     def connect_trainer(self) -> None:
         """Stream the outbox to the trainer and follow its policy versions, when one is set."""
@@ -463,7 +469,7 @@ class TrustfixServer(LanguageServer):
         self.record(offer.event)
         self.last_feedback = (
             f'tests after your acceptance of "{offer.title}": {outcome.passed} passed, '
-            f"{outcome.failed} failed ({verdict} it); {NO_TRAINER}"
+            f"{outcome.failed} failed ({verdict} it); {self.trainer_note}"
         )
 
     async def tick(self) -> None:
@@ -554,7 +560,7 @@ def hint(line: int, message: str, code: str) -> types.Diagnostic:
     )
 
 
-def explain(ranking: Ranking, top_k: int, reviewer: str) -> str:
+def explain(ranking: Ranking, top_k: int, reviewer: str, trainer_note: str = NO_TRAINER) -> str:
     """Markdown for the hover: how the policy ranked this unit's refinements."""
     policy = (f"policy v{ranking.policy_version}" if ranking.policy_version is not None
               else "a fresh, untrained policy (no checkpoint yet)")
@@ -565,7 +571,7 @@ def explain(ranking: Ranking, top_k: int, reviewer: str) -> str:
         c = ranking.candidates[index]
         lines.append(f"{rank}. {c.title} — p={ranking.prob(index):.2f} ({c.proposer}, line {c.line})")
     lines += ["", f"Leave as is (STOP): p={ranking.stop_prob:.2f}", "",
-              f"Trust in your feedback ({reviewer}): not reported yet — {NO_TRAINER}."]
+              f"Trust in your feedback ({reviewer}): not reported yet — {trainer_note}."]
     return "\n".join(lines)
 
 
@@ -683,7 +689,7 @@ async def hover(ls: TrustfixServer, params: types.HoverParams) -> types.Hover | 
         return None
     return types.Hover(contents=types.MarkupContent(
         kind=types.MarkupKind.Markdown,
-        value=explain(ranking, ls.settings.top_k, ls.settings.reviewer)))
+        value=explain(ranking, ls.settings.top_k, ls.settings.reviewer, ls.trainer_note)))
 
 
 @server.command("trustfix.accept")
@@ -706,7 +712,7 @@ async def accept(ls: TrustfixServer, *args: Any) -> None:
     offer.accepted_text = accepted.source if accepted is not None else ""
     offer.status, offer.accepted_at = "accepted", time.monotonic()
     ls.feedback(offer, "accept")
-    ls.last_feedback = f'your acceptance of "{offer.title}" was recorded; {NO_TRAINER}'
+    ls.last_feedback = f'your acceptance of "{offer.title}" was recorded; {ls.trainer_note}'
     ls.spawn(ls.gather_evidence(offer))
 
 
@@ -716,7 +722,7 @@ def reject(ls: TrustfixServer, *args: Any) -> None:
     offer = ls.offer_from(args, (str,))
     offer.status = "rejected"
     ls.feedback(offer, "reject")
-    ls.last_feedback = f'your rejection of "{offer.title}" was recorded; {NO_TRAINER}'
+    ls.last_feedback = f'your rejection of "{offer.title}" was recorded; {ls.trainer_note}'
 
 
 @server.command("trustfix.rate")
@@ -726,7 +732,7 @@ def rate(ls: TrustfixServer, *args: Any) -> None:
     if not 1 <= args[1] <= 5:
         raise JsonRpcInvalidParams("score must be an integer 1-5")
     ls.feedback(offer, "score", score=args[1])
-    ls.last_feedback = f'your score {args[1]}/5 for "{offer.title}" was recorded; {NO_TRAINER}'
+    ls.last_feedback = f'your score {args[1]}/5 for "{offer.title}" was recorded; {ls.trainer_note}'
 
 
 @server.command("trustfix.comment")
@@ -737,7 +743,7 @@ def comment(ls: TrustfixServer, *args: Any) -> None:
     if not 1 <= len(text) <= MAX_TEXT:
         raise JsonRpcInvalidParams(f"comment text must be 1-{MAX_TEXT} characters")
     ls.feedback(offer, "comment", text=text)
-    ls.last_feedback = f'your comment on "{offer.title}" was recorded; {NO_TRAINER}'
+    ls.last_feedback = f'your comment on "{offer.title}" was recorded; {ls.trainer_note}'
 
 
 @server.command("trustfix.trust")

@@ -44,6 +44,7 @@ async def test_feedback_reaches_the_trainer_and_a_new_policy_comes_back(tmp_path
             if version is not None:
                 break
         assert version is not None, "no policy version came back from the trainer"
+        assert "sent to the trainer" in (await command(client, "trustfix.trust"))["lastFeedback"]
         assert any(s.get("policyVersion") == version for s in client.statuses)
         again = await actions(client, uri, ADD_LINE)  # ranked by the trainer's policy now
         assert again
