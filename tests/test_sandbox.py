@@ -45,9 +45,11 @@ def check(candidate):
     assert candidate(7, 1) == 8
     for x in range(3):
         assert candidate(x, 0) == x
-    assert True
+    assert (True)
 check(add)
 """
+"""HumanEval style; the constant ``assert (True)`` (as HumanEval's ``assert True, "..."``) is
+not a test and must be dropped."""
 
 
 def test_humaneval_tests_split_into_one_test_per_assert(sandbox):
