@@ -1,10 +1,11 @@
 """Feedback-stream benchmark: outbox -> DEALER -> trainer ROUTER -> store, acked and committed.
 
-``python -m trustfix.bench.bench_stream [--events N]`` measures, in one run on loopback,
+``python -m trustfix.bench.bench_stream [--events N] [--runs R]`` measures, on loopback,
 
-1. end to end: events/s from a filled outbox until every event is acked, committed in the
-   trainer's store (a ``python -m trustfix.trainer`` process) and deleted from the outbox;
-2. raw pyzmq PUSH/PULL of the same number of messages of the same size, and the ratio;
+1. end to end, R times: events/s from a filled outbox until every event is acked, committed in
+   the trainer's store (a ``python -m trustfix.trainer`` process) and deleted from the outbox;
+2. raw pyzmq PUSH/PULL of the same number of messages of the same size, R times, interleaved
+   with the runs above, and the ratio of the medians;
 3. one PPO update of the ranker on 256 samples on the CPU (one torch thread).
 
 The event generators below are shared by the stream tests.
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 import zmq
-from trustfix.trainer.events import CandidateRecord, Feedback, Suggestion
+from trustfix.trainer.events import CandidateRecord, Feedback, Suggestion, candidate_text
 from trustfix.trainer.wire import PING, PROTOCOL
 
 KINDS = ("accept", "reject", "score", "comment")
@@ -91,11 +92,13 @@ def bench_end_to_end(n: int, workdir: Path, extra: tuple[str, ...] = ()) -> dict
     deployed; its learning thread follows the events meanwhile), and the mean message size."""
     from trustfix.server.outbox import Outbox
     from trustfix.server.stream import OutboxSender
+    from trustfix.trainer.config import StreamConfig
     from trustfix.trainer.events import encode_event
     from trustfix.trainer.store import TrainerStore
 
     events = event_stream(n)
-    outbox = Outbox(workdir / "outbox.sqlite", max_rows=n + 1, warn_rows=n + 1)
+    outbox = Outbox(workdir / "outbox.sqlite", max_rows=n + 1, warn_rows=n + 1,  # as `serve` opens it
+                    checkpoint_every_s=StreamConfig().wal_checkpoint_s)
     for event in events:
         outbox.add(event)
     size = statistics.mean(len(encode_event(e)) for e in events)
@@ -172,7 +175,7 @@ def bench_ppo_update(samples: int = 256, repeats: int = 3) -> float:
     learner = PPOLearner(RankerPolicy(RankerConfig()), PPOConfig(device="cpu"))
     suggestions = [make_suggestion(i) for i in range(samples)]
     states = [s.state or "" for s in suggestions]
-    candidates = [[f"{c.title}\n{c.diff}" for c in s.candidates] for s in suggestions]
+    candidates = [[candidate_text(c.title, c.diff) for c in s.candidates] for s in suggestions]
     times = []
     for _ in range(repeats):
         buffer = learner.transitions_from(
@@ -188,21 +191,30 @@ def bench_ppo_update(samples: int = 256, repeats: int = 3) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--runs", type=int, default=3, help="Runs of each stream measure.")
     parser.add_argument("--ppo-samples", type=int, default=256)
     parser.add_argument("--json", type=Path, help="Also write the figures here.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    with tempfile.TemporaryDirectory() as tmp:
-        e2e = bench_end_to_end(args.events, Path(tmp))
-    raw = bench_push_pull(args.events, round(e2e["message_bytes"]))
+    runs, raws = [], []
+    for _ in range(args.runs):
+        with tempfile.TemporaryDirectory() as tmp:
+            runs.append(bench_end_to_end(args.events, Path(tmp)))
+        raws.append(bench_push_pull(args.events, round(runs[-1]["message_bytes"])))
+    e2e = statistics.median(r["events_per_s"] for r in runs)
+    raw = statistics.median(raws)
     ppo = bench_ppo_update(args.ppo_samples)
-    figures = {**e2e, "push_pull_per_s": raw, "ratio": e2e["events_per_s"] / raw,
+    figures = {"events": args.events, "message_bytes": runs[0]["message_bytes"],
+               "events_per_s": e2e, "runs_events_per_s": [r["events_per_s"] for r in runs],
+               "stored": [r["stored"] for r in runs], "push_pull_per_s": raw,
+               "runs_push_pull_per_s": raws, "ratio": e2e / raw,
                "ppo_update_s": ppo, "ppo_samples": args.ppo_samples}
-    print(f"end to end (outbox -> acked and committed): {e2e['events_per_s']:,.0f} events/s "
-          f"({args.events} events of {e2e['message_bytes']:.0f} B in {e2e['seconds']:.2f} s, "
-          f"{e2e['stored']} stored)")
-    print(f"raw pyzmq PUSH/PULL, same size:             {raw:,.0f} messages/s "
-          f"(end to end = {figures['ratio']:.2f} x raw)")
+    each = ", ".join(f"{r['events_per_s']:,.0f}" for r in runs)
+    print(f"end to end (outbox -> acked and committed): {e2e:,.0f} events/s median of "
+          f"{args.runs} ({each}; {args.events} events of {runs[0]['message_bytes']:.0f} B, "
+          f"{min(figures['stored'])} stored)")
+    print(f"raw pyzmq PUSH/PULL, same size:             {raw:,.0f} messages/s median "
+          f"({', '.join(f'{r:,.0f}' for r in raws)}); end to end = {figures['ratio']:.3f} x raw")
     print(f"one PPO update, ranker, {args.ppo_samples} samples, CPU, 1 thread: {ppo:.2f} s")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

@@ -60,11 +60,13 @@ EDITOR_CAPABILITIES = types.ClientCapabilities(
 
 async def review_session(
     workdir: Path, tasks: list[Any], console: Console, trainer: dict[str, str] | None = None
-) -> Path:
-    """Drive the server through one reviewer's session on ``tasks``; return the data dir.
+) -> tuple[Path, dict[str, Any]]:
+    """Drive the server through one reviewer's session on ``tasks``; return the data dir and
+    the last ``trustfix.trust`` answer.
 
     With ``trainer`` (``{"trainerEndpoint": ..., "trainerPublishEndpoint": ...}``) the server
-    streams its events there, and the session waits for a policy version to come back."""
+    streams its events there, and the session waits for a policy version and the reviewer's
+    trust to come back."""
     data = workdir / "data"
     client = LanguageClient("trustfix-demo", "0.1", converter_factory=lsp_converter)
     statuses: list[Any] = []
@@ -122,8 +124,8 @@ async def review_session(
             table.add_row(task.id, "\n".join(a.title for a in offered), ", ".join(did))
         trust = await client.workspace_execute_command_async(
             types.ExecuteCommandParams("trustfix.trust", []))
-        for _ in range(50 if trainer else 0):  # the trainer's new policy reaches the server
-            if trust["policyVersion"] is not None:
+        for _ in range(150 if trainer else 0):  # the trainer's policy and trust reach the server
+            if trust["policyVersion"] is not None and trust["trust"] is not None:
                 break
             await asyncio.sleep(0.2)
             trust = await client.workspace_execute_command_async(
@@ -134,7 +136,13 @@ async def review_session(
         await client.stop()
     console.print(table)
     console.print(f"trustfix.trust says: {trust}")
-    return data
+    if trust["trust"] is not None:
+        console.print(f"the trainer's trust in {trust['reviewer']}'s feedback: {trust['trust']:.2f} "
+                      f"(alpha {trust['alpha']:.2f}, beta {trust['beta']:.2f}), "
+                      f"policy v{trust['policyVersion']}")
+    elif trainer:
+        console.print("the trainer has not reported this reviewer's trust yet")
+    return data, trust
 
 
 def summarize_outbox(data: Path, console: Console) -> dict[str, int]:
@@ -154,18 +162,18 @@ def summarize_outbox(data: Path, console: Console) -> dict[str, int]:
 
 def run_editor_demo(
     n_tasks: int = 3, console: Console | None = None, with_trainer: bool = True
-) -> dict[str, dict[str, int]]:
+) -> dict[str, dict[str, Any]]:
     """The whole scripted session on the first ``n_tasks`` HumanEval refinement tasks; with
     ``with_trainer`` a trainer daemon on loopback receives the events, trains and publishes a
     policy version that the server installs.  Returns the events left in the outbox by kind
-    and, with the trainer, what it stored and how many versions it published."""
+    and, with the trainer, what it stored, how many versions it published and the reviewer's
+    trust the server got back from it."""
     import threading
 
     from trustfix.bench.tasks import make_tasks
-    from trustfix.trainer.config import EncoderConfig, TrustfixConfig
+    from trustfix.trainer.config import EncoderConfig, StreamConfig, TrustfixConfig
     from trustfix.trainer.daemon import TrainerDaemon
     from trustfix.trainer.store import TrainerStore
-    from trustfix.trainer.wire import StreamConfig
 
     console = console or Console()
     tasks = make_tasks(seed=0)[:n_tasks]
@@ -186,7 +194,7 @@ def run_editor_demo(
             console.print(f"trainer daemon: events on {daemon.endpoint}, "
                           f"versions on {daemon.pub_endpoint}")
         try:
-            data = asyncio.run(review_session(Path(tmp), tasks, console, trainer))
+            data, trust = asyncio.run(review_session(Path(tmp), tasks, console, trainer))
         finally:
             if daemon is not None:
                 daemon.stop()
@@ -196,7 +204,7 @@ def run_editor_demo(
             store = TrainerStore(Path(tmp) / "trainer.sqlite")
             counts["trainer"] = {"suggestion": store.count("suggestion"),
                                  "feedback": store.count("feedback"),
-                                 "versions": len(store.versions())}
+                                 "versions": len(store.versions()), "trust": trust["trust"]}
             console.print(
                 f"trainer stored {store.count('suggestion')} suggestions and "
                 f"{store.count('feedback')} feedback items; published versions "

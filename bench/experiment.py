@@ -19,13 +19,16 @@ policy and the oracle.
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import difflib
 import hashlib
+import multiprocessing
 import random
 import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -44,6 +47,7 @@ from trustfix.server.units import Unit, units
 from trustfix.trainer.confidence import ROLES, ConfidenceEstimator, FeedbackItem, polarity
 from trustfix.trainer.config import ConfidenceConfig, PPOConfig, RankerConfig, TrustRegionConfig
 from trustfix.trainer.encoders import HASHING, Encoder, cosine_similarity, get_encoder, make_encoder
+from trustfix.trainer.events import candidate_text as policy_candidate_text
 from trustfix.trainer.policies.base import STOP
 from trustfix.trainer.policies.ranker import RankerPolicy
 from trustfix.trainer.ppo import PPOLearner
@@ -84,17 +88,17 @@ class BenchConfig:
     """Also run the five ablations of ``ours`` on the mixed condition (Table 2)."""
     seeds: int = 5
     """Seeds per (method, condition)."""
-    steps: int = 192
-    """Training steps per run (a step is one policy action, STOP included); ~50 s per run on
-    2 cores at the default sizes."""
-    batch: int = 64
-    """Steps collected before each update (the update waits for the episode to end)."""
+    steps: int = 384
+    """Training steps per run (a step is one policy action, STOP included)."""
+    batch: int = 32
+    """Steps collected before each update (the update waits for the episode to end): 12
+    updates per run at the default ``steps``."""
     horizon: int = 3
     """H: refinement steps per episode."""
-    train_tasks: int = 64
-    """Train tasks used (the first of the split; 0: all)."""
-    test_tasks: int = 32
-    """Held-out tasks evaluated (0: all)."""
+    train_tasks: int = 0
+    """Train tasks used (the first of the split; 0: all 114)."""
+    test_tasks: int = 0
+    """Held-out tasks evaluated (0: all 42)."""
     task_seed: int = 0
     """Seed of the task set (bugs and style injections)."""
     max_candidates: int = 32
@@ -189,7 +193,7 @@ def candidate_text(candidate: Candidate, max_tokens: int | None = None) -> str:
     a candidate reads the same whatever its state's length (and a batch mixing short and long
     states stays within the ranker's rotary table).
     """
-    text = f"{candidate.title}\n{candidate.diff}"
+    text = policy_candidate_text(candidate.title, candidate.diff)
     if max_tokens is None:
         return text
     for i, match in enumerate(_TOKEN.finditer(text)):
@@ -371,7 +375,8 @@ class Runner:
         self.test = test[: cfg.test_tasks or None]
         self.encoder: Encoder = (make_encoder(HASHING) if cfg.encoder == HASHING
                                  else get_encoder(cfg.encoder))  # fmt: skip
-        self.candidate_tokens = self.ranker.max_tokens - self.ranker.state_tokens - 2
+        self.candidate_tokens = min(self.ranker.candidate_tokens,
+                                    self.ranker.max_tokens - self.ranker.state_tokens - 2)
         self._probes: dict[tuple[str, int], list[tuple[Task, str, Step, FeedbackDraft, int | None]]] = {}
 
     # ----------------------------------------------------------------------- bounds
@@ -632,35 +637,92 @@ class Runner:
         self.sandbox.close()
 
 
-def run_experiment(
-    cfg: BenchConfig,
-    runner: Runner,
-    on_step: Callable[[], None] | None = None,
-    on_run: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Every (method, condition, seed) run, the ablations and the bounds; plain data."""
-    plan: list[tuple[str, str, int, dict[str, bool] | None]] = [
+Job = tuple[str, str, int, "dict[str, bool] | None"]
+"""One run of the plan: (method, condition, seed, ablation switches or None)."""
+
+_WORKER: dict[str, Any] = {}
+"""The pool worker's Runner and tick queue (set by :func:`_start_worker`)."""
+
+
+def experiment_plan(cfg: BenchConfig) -> list[Job]:
+    """Every (method, condition, seed) run, then the ablations on the mixed condition."""
+    plan: list[Job] = [
         (m, c, s, None) for c in cfg.conditions for s in range(cfg.seeds) for m in cfg.methods
     ]
     if cfg.ablations:
         plan += [(name, "mixed", s, sw) for s in range(cfg.seeds) for name, sw in ABLATIONS.items()]
-    runs: list[RunOutcome] = []
-    for method, condition, seed, switches in plan:
-        if on_run:
-            on_run(f"{method} / {condition} / seed {seed}")
-        runs.append(runner.run(method, condition, seed, switches, on_step))
-    if on_run:
-        on_run("bounds")
-    bounds = {str(s): runner.bounds(s) for s in range(cfg.seeds)}
+    return plan
+
+
+def _start_worker(make_runner: Callable[[], Runner], ticks: Any) -> None:
+    """Pool initializer: one Runner (sandbox, caches) per worker process, closed at exit."""
+    runner = make_runner()
+    atexit.register(runner.close)
+    _WORKER.update(runner=runner, ticks=ticks)
+
+
+def _run_job(job: Job) -> RunOutcome:
+    """One run in a pool worker; a tick per training step goes to the parent's progress bar."""
+    ticks = _WORKER["ticks"]
+    return _WORKER["runner"].run(*job, on_step=lambda: ticks.put(1))
+
+
+def _bounds_job(seed: int) -> dict[str, float]:
+    return _WORKER["runner"].bounds(seed)
+
+
+def run_experiment(
+    cfg: BenchConfig,
+    make_runner: Callable[[], Runner],
+    workers: int = 1,
+    on_step: Callable[[], None] | None = None,
+    on_run: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Every run of :func:`experiment_plan` and the bounds; plain data, in plan order.
+
+    With ``workers`` > 1 the runs spread over that many spawned processes, each with its own
+    Runner (``make_runner`` must be picklable, e.g. a ``functools.partial`` of :class:`Runner`).
+    A run's outcome depends only on its (method, condition, seed): each run seeds its own
+    generators and every cache is a pure function of its key, so the split changes no number.
+    """
+    plan = experiment_plan(cfg)
+    if workers <= 1:
+        runner = make_runner()
+        try:
+            runs = []
+            for method, condition, seed, switches in plan:
+                if on_run:
+                    on_run(f"{method} / {condition} / seed {seed}")
+                runs.append(runner.run(method, condition, seed, switches, on_step))
+            if on_run:
+                on_run("bounds")
+            bounds = {str(s): runner.bounds(s) for s in range(cfg.seeds)}
+        finally:
+            runner.close()
+        return {"runs": runs, "bounds": bounds}
+    context = multiprocessing.get_context("spawn")
+    ticks = context.SimpleQueue()
+    with ProcessPoolExecutor(workers, context, _start_worker, (make_runner, ticks)) as pool:
+        futures = [pool.submit(_run_job, job) for job in plan]
+        bound_futures = {s: pool.submit(_bounds_job, s) for s in range(cfg.seeds)}
+        pending = set(futures) | set(bound_futures.values())
+        while pending:
+            _, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while not ticks.empty():
+                ticks.get()
+                if on_step:
+                    on_step()
+            if on_run:
+                done = sum(f.done() for f in futures)
+                on_run(f"{done}/{len(plan)} runs done ({workers} workers)")
+        runs = [f.result() for f in futures]
+        bounds = {str(s): f.result() for s, f in bound_futures.items()}
     return {"runs": runs, "bounds": bounds}
 
 
 def plan_steps(cfg: BenchConfig) -> int:
     """Training steps the whole experiment takes (for a progress bar)."""
-    runs = len(cfg.conditions) * len(cfg.methods) * cfg.seeds
-    if cfg.ablations:
-        runs += len(ABLATIONS) * cfg.seeds
-    return runs * cfg.steps
+    return len(experiment_plan(cfg)) * cfg.steps
 
 
 __all__ = [
@@ -672,6 +734,7 @@ __all__ = [
     "Runner",
     "ccs",
     "environment_reward",
+    "experiment_plan",
     "follow_rates",
     "plan_steps",
     "quick_config",

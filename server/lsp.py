@@ -6,8 +6,11 @@ outbox.  Requests never wait for slow work: ruff and candidate generation run in
 thread, the policy in its own model thread (torch is imported there, after ``initialize`` has
 been answered), semgrep and test runs in background threads with work-done progress.
 
-The reviewer's trust is estimated by the trainer; until a trainer reports it, ``trust``, ``alpha``
-and ``beta`` are null in ``trustfix.trust`` and ``trustfix/status``.
+The reviewer's trust is estimated by the trainer.  With a trainer configured, the outbox sender
+asks it for this reviewer's (pseudonymous) trust after acks and on version announcements, at
+most every ``stream.trust_every_s``, in its own thread (never while a request waits); each new
+answer updates ``trust``, ``alpha`` and ``beta`` in ``trustfix.trust`` and is sent in
+``trustfix/status``.  They are null until the trainer knows the reviewer.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ after ``initialize`` is answered: the ``trainer`` package loads torch)."""
 RANKING_CACHE = 256
 """Rankings kept (by document content and unit)."""
 NO_TRAINER = "no trainer connected: trust is estimated by the trainer"
-SENT_TO_TRAINER = "sent to the trainer, which estimates trust (not reported back to the editor yet)"
+SENT_TO_TRAINER = "sent to the trainer, which updates your trust as it learns from it"
 
 
 class TrustfixServer(LanguageServer):
@@ -83,6 +86,8 @@ class TrustfixServer(LanguageServer):
         self.policy: PolicyHost | None = None
         self.stream: list[Any] = []
         """The outbox sender and policy subscriber while a trainer is configured."""
+        self.trust: dict[str, float] | None = None
+        """The reviewer's ``{alpha, beta, theta, count}`` as the trainer last reported it."""
         self.analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-analysis")
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-tests")
         self.semgrep: SemgrepCache | None = None
@@ -111,16 +116,20 @@ class TrustfixServer(LanguageServer):
                 self.open_outbox()
             else:
                 self.outbox.max_rows = self.settings.outbox_max_rows
-            trainer = ("trainer_endpoint", "trainer_publish_endpoint", "keys_dir", "data_dir")
+            trainer = ("trainer_endpoint", "trainer_publish_endpoint", "keys_dir", "data_dir",
+                       "reviewer")
             if any(getattr(old, f) != getattr(self.settings, f) for f in trainer):
                 self.connect_trainer()
 
     def open_outbox(self) -> None:
         """Open the outbox in the data folder (after ``initialize``: it loads the event schema)."""
+        from trustfix.trainer.config import StreamConfig
+
         from .outbox import Outbox
 
         self.outbox = Outbox(self.settings.data_dir / "outbox.sqlite",
-                             self.settings.outbox_max_rows)
+                             self.settings.outbox_max_rows,
+                             checkpoint_every_s=StreamConfig().wal_checkpoint_s)
 
     def start_background(self) -> None:
         """Start the policy load and the timer (after ``initialized``)."""
@@ -145,14 +154,18 @@ class TrustfixServer(LanguageServer):
         for part in self.stream:
             part.stop()
         self.stream = []
+        self.trust = None
         settings = self.settings
         if not settings.trainer_endpoint or self.outbox is None:
             return
         try:
+            sender = OutboxSender(self.outbox, settings.trainer_endpoint, keys=settings.keys_dir,
+                                  reviewer=self.reviewer_id, on_trust=self._trust_reported)
             self.stream = [
-                OutboxSender(self.outbox, settings.trainer_endpoint, keys=settings.keys_dir).start(),
+                sender.start(),
                 PolicySubscriber(settings.publish_endpoint, settings.trainer_endpoint,
-                                 settings.checkpoints, keys=settings.keys_dir).start(),
+                                 settings.checkpoints, keys=settings.keys_dir,
+                                 on_announcement=lambda _: sender.request_trust()).start(),
             ]
         except (ValueError, RuntimeError, OSError) as error:
             log.warning("trainer not connected: %s", error)
@@ -184,10 +197,21 @@ class TrustfixServer(LanguageServer):
             ))
         self.send_status()
 
+    def _trust_reported(self, trust: dict[str, float] | None) -> None:
+        """Called in the sender's thread with the trainer's answer: a change goes to the client."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self._set_trust, trust)
+
+    def _set_trust(self, trust: dict[str, float] | None) -> None:
+        if trust != self.trust:
+            self.trust = trust
+            self.send_status()
+
     def send_status(self) -> None:
         """Send ``trustfix/status``."""
         version = self.policy.version if self.policy else None
-        self.protocol.notify(STATUS, {"policyVersion": version, "trust": None,
+        self.protocol.notify(STATUS, {"policyVersion": version,
+                                      "trust": self.trust["theta"] if self.trust else None,
                                       "reviewer": self.settings.reviewer})
 
     def close(self) -> None:
@@ -560,7 +584,8 @@ def hint(line: int, message: str, code: str) -> types.Diagnostic:
     )
 
 
-def explain(ranking: Ranking, top_k: int, reviewer: str, trainer_note: str = NO_TRAINER) -> str:
+def explain(ranking: Ranking, top_k: int, reviewer: str, trainer_note: str = NO_TRAINER,
+            trust: dict[str, float] | None = None) -> str:
     """Markdown for the hover: how the policy ranked this unit's refinements."""
     policy = (f"policy v{ranking.policy_version}" if ranking.policy_version is not None
               else "a fresh, untrained policy (no checkpoint yet)")
@@ -570,8 +595,13 @@ def explain(ranking: Ranking, top_k: int, reviewer: str, trainer_note: str = NO_
     for rank, index in enumerate(ranking.order[:top_k], 1):
         c = ranking.candidates[index]
         lines.append(f"{rank}. {c.title} — p={ranking.prob(index):.2f} ({c.proposer}, line {c.line})")
-    lines += ["", f"Leave as is (STOP): p={ranking.stop_prob:.2f}", "",
-              f"Trust in your feedback ({reviewer}): not reported yet — {trainer_note}."]
+    lines += ["", f"Leave as is (STOP): p={ranking.stop_prob:.2f}", ""]
+    if trust is None:
+        lines.append(f"Trust in your feedback ({reviewer}): not reported yet — {trainer_note}.")
+    else:
+        lines.append(f"Trust in your feedback ({reviewer}): {trust['theta']:.2f} "
+                     f"(α {trust['alpha']:.1f}, β {trust['beta']:.1f}, {trust['count']} items), "
+                     "as the trainer estimates it.")
     return "\n".join(lines)
 
 
@@ -689,7 +719,8 @@ async def hover(ls: TrustfixServer, params: types.HoverParams) -> types.Hover | 
         return None
     return types.Hover(contents=types.MarkupContent(
         kind=types.MarkupKind.Markdown,
-        value=explain(ranking, ls.settings.top_k, ls.settings.reviewer, ls.trainer_note)))
+        value=explain(ranking, ls.settings.top_k, ls.settings.reviewer, ls.trainer_note,
+                      ls.trust)))
 
 
 @server.command("trustfix.accept")
@@ -751,6 +782,8 @@ def trust(ls: TrustfixServer, *args: Any) -> dict[str, Any]:
     """The reviewer's trust as the trainer last reported it (null until a trainer does)."""
     if args:
         raise JsonRpcInvalidParams("trustfix.trust takes no arguments")
-    return {"reviewer": ls.settings.reviewer, "trust": None, "alpha": None, "beta": None,
+    known = ls.trust or {}
+    return {"reviewer": ls.settings.reviewer, "trust": known.get("theta"),
+            "alpha": known.get("alpha"), "beta": known.get("beta"),
             "policyVersion": ls.policy.version if ls.policy else None,
             "lastFeedback": ls.last_feedback}

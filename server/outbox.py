@@ -15,6 +15,7 @@ from pathlib import Path
 
 import sqlite_utils
 from trustfix.trainer.events import Event, EventError, decode_event, encode_event, event_key
+from trustfix.trainer.store import WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -22,7 +23,10 @@ log = logging.getLogger(__name__)
 class Outbox:
     """Events waiting for the trainer's ack, in a SQLite file shared safely between threads."""
 
-    def __init__(self, path: Path, max_rows: int = 200_000, warn_rows: int | None = None) -> None:
+    def __init__(self, path: Path, max_rows: int = 200_000, warn_rows: int | None = None,
+                 checkpoint_every_s: float | None = None) -> None:
+        """With ``checkpoint_every_s`` (``stream.wal_checkpoint_s``) a thread checkpoints the
+        write-ahead log that often and no commit of :meth:`add` or :meth:`ack` waits for one."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.max_rows = max_rows
@@ -40,6 +44,10 @@ class Outbox:
                 pk="seq",
             )
             self.table.create_index(["key"], unique=True)
+        self._checkpoints: WalCheckpointer | None = None
+        if checkpoint_every_s is not None:
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpoints = WalCheckpointer(path, checkpoint_every_s)
 
     def add(self, event: Event) -> bool:
         """Store ``event`` (validated first); False when its key is already stored."""
@@ -88,6 +96,14 @@ class Outbox:
                 log.warning("outbox row %s skipped: %s", key, error.reason)
         return out
 
+    def pending_raw(self, after: int = 0, limit: int = 100) -> list[tuple[int, str, bytes]]:
+        """Up to ``limit`` unacked rows with ``seq`` above ``after``, oldest first, as stored
+        (encoded and validated when added): ``(seq, key, body)``, for sending as they are."""
+        with self._lock:
+            return self.db.execute(
+                "SELECT seq, key, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+            ).fetchall()
+
     def ack(self, keys: list[str]) -> int:
         """Forget the events with these keys (the trainer has committed them); how many went."""
         with self._lock:
@@ -101,6 +117,8 @@ class Outbox:
             return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
 
     def close(self) -> None:
-        """Close the database."""
+        """Stop the checkpoint thread (if any) and close the database."""
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         with self._lock:
             self.db.conn.close()

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from trustfix.trainer.events import candidate_text as policy_candidate_text
+
 from .findings import AnalysisConfig, Finding, SemgrepCache, ruff_findings
 from .proposers import Candidate, common_lines, propose, unified_diff
 from .state import state_text
@@ -26,8 +28,8 @@ COMMENT = re.compile(r"#\s*trustfix:\s*(.+?)\s*$")
 
 
 def candidate_text(candidate: Candidate) -> str:
-    """What the policy reads of a candidate: its title, a newline and its diff."""
-    return f"{candidate.title}\n{candidate.diff}"
+    """What the policy reads of ``candidate`` (:func:`trustfix.trainer.events.candidate_text`)."""
+    return policy_candidate_text(candidate.title, candidate.diff)
 
 
 class PolicyHost:

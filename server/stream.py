@@ -3,14 +3,17 @@
 * :class:`OutboxSender` (a thread with a DEALER): sends the oldest outbox events in batches
   (see :mod:`trustfix.trainer.wire`), up to ``window`` batches in flight, deletes a batch's ids
   once the trainer has acked it (after its commit), and resends unacked batches after
-  ``ack_timeout_s``, doubling the wait up to ``backoff_max_s`` while the trainer stays away.  The trainer stores ids idempotently, so a
-  batch that was committed but whose ack was lost is harmless to resend.
+  ``ack_timeout_s``, doubling the wait up to ``backoff_max_s`` while the trainer stays away.
+  The trainer stores ids idempotently, so a batch that was committed but whose ack was lost is
+  harmless to resend.  On the same connection it asks, now and then, for its own reviewer's
+  trust (the editor shows it).
 * :class:`PolicySubscriber` (a thread with a SUB and a DEALER): on each announcement of a newer
   version it fetches the checkpoint's JSON and weights in chunks, checks size and sha256, writes
   them into the checkpoint folder (weights first, JSON last, each by atomic rename, so the
   language server's :class:`~trustfix.server.session.PolicyHost` sees a complete version or
   none), loads it with ``load_checkpoint(..., expected_sha256=...)`` and hands it to
-  ``on_policy``.
+  ``on_policy``; every announcement also goes to ``on_announcement`` (the language server asks
+  for its trust then).
 """
 
 from __future__ import annotations
@@ -19,16 +22,18 @@ import hashlib
 import json
 import logging
 import os
-import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import zmq
+from trustfix.trainer.config import StreamConfig
+from trustfix.trainer.events import EventError, decode_event, encode_batch
 from trustfix.trainer.wire import (
     ACK,
     BATCH,
@@ -37,7 +42,7 @@ from trustfix.trainer.wire import (
     META,
     POLICY_TOPIC,
     PROTOCOL,
-    StreamConfig,
+    TRUST,
     check_endpoint,
     curve_client,
 )
@@ -47,15 +52,45 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 
 
+def connect_socket(context: zmq.Context, kind: int, endpoint: str, keys: Path | None,
+                   key_name: str) -> zmq.Socket:
+    """A socket of ``kind`` connected to the trainer at ``endpoint``: no linger, a CURVE client
+    with key pair ``key_name`` when ``keys`` is set, and IMMEDIATE (nothing is queued for a
+    connection not yet made, so sending to an absent trainer fails at once)."""
+    socket = context.socket(kind)
+    socket.setsockopt(zmq.LINGER, 0)
+    socket.setsockopt(zmq.IMMEDIATE, 1)
+    curve_client(socket, keys, key_name)
+    socket.connect(endpoint)
+    return socket
+
+
+@dataclass
+class _Batch:
+    """A batch in flight: its outbox keys and bodies, and when it was sent."""
+
+    keys: list[str]
+    bodies: list[bytes]
+    sent: float
+
+
 class OutboxSender:
-    """Drains an :class:`Outbox` to the trainer at ``endpoint`` (start with :meth:`start`)."""
+    """Drains an :class:`Outbox` to the trainer at ``endpoint`` (start with :meth:`start`).
+
+    With ``reviewer`` (the session's pseudonymous id) it also asks the trainer for that
+    reviewer's trust after acks and on :meth:`request_trust`, at most every
+    ``stream.trust_every_s``, over the same connection that delivers the reviewer's events (the
+    only one the trainer answers; see :mod:`trustfix.trainer.wire`), and hands each answer,
+    ``{alpha, beta, theta, count}`` or None, to ``on_trust`` (in the sender's thread)."""
 
     def __init__(self, outbox: Outbox, endpoint: str, stream: StreamConfig | None = None,
-                 keys: Path | None = None, key_name: str = "server") -> None:
+                 keys: Path | None = None, key_name: str = "server", reviewer: str | None = None,
+                 on_trust: Callable[[dict[str, float] | None], None] | None = None) -> None:
         check_endpoint(endpoint, keys, "connect to")
         self.outbox, self.endpoint = outbox, endpoint
         self.stream = stream or StreamConfig()
         self.keys, self.key_name = keys, key_name
+        self.reviewer, self.on_trust = reviewer, on_trust
         self.stopping = threading.Event()
         self.sent = 0
         """Events sent (resends included)."""
@@ -63,9 +98,13 @@ class OutboxSender:
         """Events deleted from the outbox after an ack."""
         self.resends = 0
         self.dropped = 0
-        """Events dropped because the trainer refuses them for their size alone."""
+        """Events dropped because the trainer can never take them (too large, or unreadable)."""
         self.last_error: str | None = None
+        self.trust: dict[str, float] | None = None
+        """The reviewer's trust as the trainer last reported it."""
         self._byte_budget = self.stream.batch_bytes
+        self._trust_wanted = threading.Event()
+        self._trust_asked = -float("inf")
         self._thread = threading.Thread(target=self._run, name="trustfix-outbox", daemon=True)
 
     def start(self) -> OutboxSender:
@@ -78,28 +117,21 @@ class OutboxSender:
         self.stopping.set()
         self._thread.join(timeout)
 
-    def _socket(self, context: zmq.Context) -> zmq.Socket:
-        socket = context.socket(zmq.DEALER)
-        socket.setsockopt(zmq.LINGER, 0)
-        socket.setsockopt(zmq.IMMEDIATE, 1)
-        curve_client(socket, self.keys, self.key_name)
-        socket.connect(self.endpoint)
-        return socket
+    def request_trust(self) -> None:
+        """Ask for the reviewer's trust soon (rate-limited; from any thread)."""
+        self._trust_wanted.set()
 
-    def _read(self, db: sqlite3.Connection, skip: set[str], after: int
-              ) -> tuple[list[str], list[bytes], int]:
-        """The oldest outbox rows past ``seq`` ``after`` and not in flight, as stored (validated
-        when they were added), and the last ``seq`` read.  While batches are in flight the rows
-        after them are the new ones (a new row's seq is above every stored row's)."""
+    def _socket(self, context: zmq.Context) -> zmq.Socket:
+        return connect_socket(context, zmq.DEALER, self.endpoint, self.keys, self.key_name)
+
+    def _read(self, after: int) -> tuple[list[str], list[bytes], int]:
+        """The oldest outbox rows past ``seq`` ``after`` that fit in one batch (at least one),
+        as stored (validated when they were added): keys, bodies and the last ``seq``.  While
+        batches are in flight ``after`` is the last one's end, and the rows past it are the
+        new ones (a row added meanwhile gets a seq above every stored row's)."""
         keys, bodies, size, last = [], [], 0, after
-        limit = len(skip) + self.stream.batch_events
-        rows = db.execute("SELECT seq, key, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                          (after, limit))
-        for seq, key, body in rows:
-            if key in skip:
-                continue
-            if bodies and (size + len(body) > self._byte_budget
-                           or len(bodies) == self.stream.batch_events):
+        for seq, key, body in self.outbox.pending_raw(after, self.stream.batch_events):
+            if bodies and size + len(body) > self._byte_budget:
                 break
             keys.append(key)
             bodies.append(body)
@@ -107,34 +139,47 @@ class OutboxSender:
             last = seq
         return keys, bodies, last
 
+    def _ask_trust(self, socket: zmq.Socket) -> None:
+        """Send the trust request when one is wanted and the last is ``trust_every_s`` old."""
+        now = time.monotonic()
+        if (self.reviewer is None or not self._trust_wanted.is_set()
+                or now - self._trust_asked < self.stream.trust_every_s):
+            return
+        try:
+            socket.send_multipart([PROTOCOL, TRUST, self.reviewer.encode()], zmq.NOBLOCK)
+        except zmq.Again:  # not connected: tried again on the next round
+            return
+        self._trust_wanted.clear()
+        self._trust_asked = now
+
     def _run(self) -> None:
         context = zmq.Context()
         socket = self._socket(context)
-        # a reader of its own: WAL lets it read while the language server adds events
-        db = sqlite3.connect(self.outbox.path, timeout=30)
         wait = self.stream.ack_timeout_s
-        inflight: dict[bytes, tuple[list[str], float, int]] = {}
-        cursor = -1
+        inflight: dict[bytes, _Batch] = {}
+        cursor = 0
         try:
             while not self.stopping.is_set():
+                self._ask_trust(socket)
                 if len(inflight) < self.stream.window:
-                    skip = {k for keys, _, _ in inflight.values() for k in keys}
-                    keys, bodies, last = self._read(db, skip, cursor if inflight else -1)
+                    keys, bodies, last = self._read(cursor if inflight else 0)
                     if keys:
                         batch_id = uuid.uuid4().hex.encode()
                         try:
-                            socket.send_multipart([PROTOCOL, BATCH, batch_id, *bodies], zmq.NOBLOCK)
+                            socket.send_multipart([PROTOCOL, BATCH, batch_id, encode_batch(bodies)],
+                                                  zmq.NOBLOCK)
                         except zmq.Again:  # not connected (IMMEDIATE): wait and try again
                             self.stopping.wait(min(wait, self.stream.idle_poll_s))
                             continue
                         self.sent += len(bodies)
-                        inflight[batch_id] = (keys, time.monotonic(), sum(map(len, bodies)))
+                        inflight[batch_id] = _Batch(keys, bodies, time.monotonic())
                         cursor = last
                         continue
-                    if not inflight:
-                        self.stopping.wait(self.stream.idle_poll_s)
-                        continue
-                oldest = min(sent for _, sent, _ in inflight.values())
+                if not inflight:  # idle: wait for new events, answering replies meanwhile
+                    if socket.poll(int(self.stream.idle_poll_s * 1000)):
+                        self._on_reply(socket.recv_multipart(), inflight)
+                    continue
+                oldest = min(batch.sent for batch in inflight.values())
                 left = oldest + wait - time.monotonic()
                 if left > 0 and socket.poll(int(min(left, 0.1) * 1000) + 1):
                     self._on_reply(socket.recv_multipart(), inflight)
@@ -148,31 +193,52 @@ class OutboxSender:
                     socket.close(0)
                     socket = self._socket(context)
         finally:
-            db.close()
             socket.close(0)
             context.term()
 
-    def _on_reply(self, frames: list[bytes], inflight: dict[bytes, tuple[list[str], float, int]]) -> None:
-        """Delete an acked batch's events from the outbox; log a refused one (it is resent)."""
+    def _on_reply(self, frames: list[bytes], inflight: dict[bytes, _Batch]) -> None:
+        """Take the trust answer; delete an acked batch's events from the outbox; log a refused
+        batch (it is resent), dropping what the trainer can never take."""
+        if len(frames) == 4 and frames[:3] == [PROTOCOL, TRUST, (self.reviewer or "").encode()]:
+            self.trust = msgspec.json.decode(frames[3])
+            if self.on_trust is not None:
+                self.on_trust(self.trust)
+            return
         if len(frames) < 4 or frames[0] != PROTOCOL or frames[2] not in inflight:
             return  # a stale reply to a batch already resent
-        keys, _, size = inflight.pop(frames[2])
+        batch = inflight.pop(frames[2])
         if frames[1] == ACK:
             report = msgspec.json.decode(frames[3])
             for index, reason in report["rejected"].items():
-                log.warning("trainer rejected event %s: %s", keys[int(index)], reason)
-            self.acked += self.outbox.ack(keys)
+                log.warning("trainer rejected event %s: %s", batch.keys[int(index)], reason)
+            self.acked += self.outbox.ack(batch.keys)
+            self._trust_wanted.set()
+            return
+        self.last_error = frames[3].decode(errors="replace")
+        size = sum(map(len, batch.bodies))
+        if self.last_error.startswith("oversized") and len(batch.keys) == 1:
+            log.error("event %s (%d bytes) is larger than the trainer accepts; dropped",
+                      batch.keys[0], size)
+            self.dropped += self.outbox.ack(batch.keys)
+        elif self.last_error.startswith("oversized"):
+            self._byte_budget = max(1, size // 2)  # smaller batches from now on
+        elif self.last_error.startswith("malformed") and (
+                unreadable := [k for k, b in zip(batch.keys, batch.bodies, strict=True)
+                               if not _readable(b)]):
+            log.error("outbox rows %s no longer hold valid events; dropped", unreadable)
+            self.dropped += self.outbox.ack(unreadable)
         else:
-            self.last_error = frames[3].decode(errors="replace")
-            if self.last_error.startswith("oversized") and len(keys) == 1:
-                log.error("event %s (%d bytes) is larger than the trainer accepts; dropped",
-                          keys[0], size)
-                self.dropped += self.outbox.ack(keys)
-            elif self.last_error.startswith("oversized"):
-                self._byte_budget = max(1, size // 2)  # smaller batches from now on
-            else:
-                log.error("trainer refused a batch: %s", self.last_error)
-                self.stopping.wait(self.stream.ack_timeout_s)
+            log.error("trainer refused a batch: %s", self.last_error)
+            self.stopping.wait(self.stream.ack_timeout_s)
+
+
+def _readable(body: bytes) -> bool:
+    """Whether an outbox row still decodes as a valid event (a damaged one spoils its batch)."""
+    try:
+        decode_event(body)
+    except EventError:
+        return False
+    return True
 
 
 class PolicyFetchError(RuntimeError):
@@ -232,11 +298,12 @@ class PolicySubscriber:
 
     def __init__(self, pub_endpoint: str, endpoint: str, folder: Path,
                  on_policy: Callable[[Any, Any], None] | None = None,
-                 keys: Path | None = None, key_name: str = "server") -> None:
+                 keys: Path | None = None, key_name: str = "server",
+                 on_announcement: Callable[[dict[str, Any]], None] | None = None) -> None:
         check_endpoint(pub_endpoint, keys, "connect to")
         check_endpoint(endpoint, keys, "connect to")
         self.pub_endpoint, self.endpoint, self.folder = pub_endpoint, endpoint, folder
-        self.on_policy = on_policy
+        self.on_policy, self.on_announcement = on_policy, on_announcement
         self.keys, self.key_name = keys, key_name
         from trustfix.trainer.policies import latest_version
 
@@ -258,11 +325,8 @@ class PolicySubscriber:
 
     def _run(self) -> None:
         context = zmq.Context()
-        sub = context.socket(zmq.SUB)
-        sub.setsockopt(zmq.LINGER, 0)
-        curve_client(sub, self.keys, self.key_name)
+        sub = connect_socket(context, zmq.SUB, self.pub_endpoint, self.keys, self.key_name)
         sub.setsockopt(zmq.SUBSCRIBE, POLICY_TOPIC)
-        sub.connect(self.pub_endpoint)
         fetch = self._fetch_socket(context)
         try:
             while not self.stopping.is_set():
@@ -273,6 +337,8 @@ class PolicySubscriber:
                     log.warning("ignored a malformed announcement")
                     continue
                 announcement = msgspec.json.decode(frames[2])
+                if self.on_announcement is not None:
+                    self.on_announcement(announcement)
                 if self.version is not None and announcement["version"] <= self.version:
                     continue
                 if not self._install(fetch, announcement):
@@ -284,11 +350,7 @@ class PolicySubscriber:
             context.term()
 
     def _fetch_socket(self, context: zmq.Context) -> zmq.Socket:
-        fetch = context.socket(zmq.DEALER)
-        fetch.setsockopt(zmq.LINGER, 0)
-        curve_client(fetch, self.keys, self.key_name)
-        fetch.connect(self.endpoint)
-        return fetch
+        return connect_socket(context, zmq.DEALER, self.endpoint, self.keys, self.key_name)
 
     def _install(self, fetch: zmq.Socket, announcement: dict[str, Any]) -> bool:
         """Fetch, verify and load one version; False (logged, kept in ``errors``) if that failed."""

@@ -13,9 +13,9 @@ import pytest
 import zmq
 import zmq.auth
 from trustfix.bench.bench_stream import event_stream, make_feedback, make_suggestion
-from trustfix.trainer.config import EncoderConfig, TrustfixConfig
+from trustfix.trainer.config import EncoderConfig, StreamConfig, TrustfixConfig
 from trustfix.trainer.daemon import TrainerDaemon
-from trustfix.trainer.events import encode_event, event_key
+from trustfix.trainer.events import encode_batch, encode_event, event_key
 from trustfix.trainer.store import TrainerStore
 from trustfix.trainer.wire import (
     ACK,
@@ -24,8 +24,8 @@ from trustfix.trainer.wire import (
     PING,
     PONG,
     PROTOCOL,
+    TRUST,
     InsecureEndpointError,
-    StreamConfig,
     check_endpoint,
     curve_client,
     is_local,
@@ -44,7 +44,7 @@ def daemon(tmp_path: Path):
     thread.start()
     yield d
     d.stop()
-    thread.join(10)
+    thread.join(60)
     assert not thread.is_alive()
 
 
@@ -63,7 +63,7 @@ def ask(socket: zmq.Socket, *frames: bytes, timeout: float = 5.0) -> list[bytes]
 
 
 def send_batch(socket: zmq.Socket, events, batch_id: bytes = b"b1") -> dict:
-    reply = ask(socket, PROTOCOL, BATCH, batch_id, *[encode_event(e) for e in events])
+    reply = ask(socket, PROTOCOL, BATCH, batch_id, encode_batch([encode_event(e) for e in events]))
     assert reply[:3] == [PROTOCOL, ACK, batch_id]
     return msgspec.json.decode(reply[3])
 
@@ -86,29 +86,34 @@ def test_every_bad_message_is_rejected_counted_and_the_daemon_lives(daemon: Trai
     good = encode_event(make_suggestion(1))
     bad_version = good.replace(b'"v":1', b'"v":2')
     assert bad_version != good
-    # one batch with a malformed, an invalid and a wrong-version event: the good one is stored
+    # one batch with an invalid, a wrong-version and a non-object event: the good one is stored
     report = send_batch(socket, [make_suggestion(0)])
-    reply = ask(socket, PROTOCOL, BATCH, b"mixed", good, b"{not json", b'{"type":"vote"}', bad_version)
+    reply = ask(socket, PROTOCOL, BATCH, b"mixed",
+                encode_batch([b'{"type":"vote"}', good, bad_version, b"3"]))
     report = msgspec.json.decode(reply[3])
     assert report["stored"] == 1
-    assert sorted(report["rejected"]) == ["1", "2", "3"]
-    assert report["rejected"]["1"].startswith("malformed")
-    assert report["rejected"]["2"].startswith("invalid")
-    assert report["rejected"]["3"].startswith("version")
+    assert sorted(report["rejected"]) == ["0", "2", "3"]
+    assert report["rejected"]["0"].startswith("invalid")
+    assert report["rejected"]["2"].startswith("version")
+    assert report["rejected"]["3"].startswith("invalid")
     # whole messages that cannot be handled
     cases = [
         ((PROTOCOL,), "truncated"),
         ((PROTOCOL, BATCH, b"no-events"), "truncated"),
+        ((PROTOCOL, BATCH, b"empty", b"[]"), "truncated"),
+        ((PROTOCOL, BATCH, b"bad-json", encode_batch([good, b"{not json"])), "malformed"),
+        ((PROTOCOL, BATCH, b"frames", good, good), "malformed"),  # one frame per event: v1
         ((b"7", BATCH, b"x", good), "protocol-version"),
         ((PROTOCOL, b"launch", b"x"), "unknown-kind"),
         ((PROTOCOL, BATCH, b"big", b"x" * (10 * 1024 * 1024)), "oversized"),
         ((PROTOCOL, b"chunk", b"not-a-number", b"0"), "malformed"),
+        ((PROTOCOL, TRUST, b"r-a", b"r-b"), "malformed"),
     ]
     for frames, reason in cases:
         reply = ask(socket, *frames)
         assert reply[1] == ERROR and reply[3].decode().startswith(reason), (frames[:2], reply)
     rejects = daemon.store.rejects()
-    assert rejects == {"invalid": 1, "malformed": 2, "version": 1, "truncated": 2,
+    assert rejects == {"invalid": 2, "malformed": 4, "version": 1, "truncated": 3,
                        "protocol-version": 1, "unknown-kind": 1, "oversized": 1}
     # still alive, answering and storing
     assert ask(socket, PROTOCOL, PING)[:2] == [PROTOCOL, PONG]
@@ -144,8 +149,9 @@ def test_curve_admits_listed_keys_only(tmp_path: Path):
         plain = dealer(d.endpoint)  # no CURVE at all
         for socket, n in ((intruder, 5), (plain, 6)):
             try:  # never blocks: with no handshake there may be no peer to queue for
-                socket.send_multipart([PROTOCOL, BATCH, b"x", encode_event(make_suggestion(n))],
-                                      zmq.NOBLOCK)
+                socket.send_multipart(
+                    [PROTOCOL, BATCH, b"x", encode_batch([encode_event(make_suggestion(n))])],
+                    zmq.NOBLOCK)
             except zmq.Again:
                 pass
         friend = dealer(d.endpoint, keys)
@@ -160,7 +166,7 @@ def test_curve_admits_listed_keys_only(tmp_path: Path):
             s.close()
     finally:
         d.stop()
-        thread.join(10)
+        thread.join(60)
 
 
 def test_second_daemon_on_the_same_store_is_refused(daemon: TrainerDaemon, tmp_path: Path):

@@ -18,6 +18,7 @@ def test_editor_session_streams_every_event_to_the_trainer():
     trainer = counts["trainer"]
     assert trainer["feedback"] == 8  # accept, score, reject, comment on each of two tasks
     assert trainer["suggestion"] >= 4 and trainer["versions"] >= 1
+    assert 0 < trainer["trust"] < 1  # the reviewer's trust came back to the editor
 
 
 def test_editor_session_without_a_trainer_keeps_everything_in_the_outbox():

@@ -81,3 +81,13 @@ def test_encode_refuses_invalid_events() -> None:
         encode_event(suggestion(old_log_prob=1.0))
     with pytest.raises(EventError, match="not an event"):
         encode_event({"type": "feedback"})
+
+
+def test_candidate_text_keeps_title_and_changed_lines_only() -> None:
+    from trustfix.trainer.events import candidate_text
+
+    diff = ("--- a/f.py\n+++ b/f.py\n@@ -1,3 +1,3 @@\n def f(x):\n-    return x < 0\n"
+            "+    return x <= 0\n     # done\n")
+    assert candidate_text("swap < for <= on line 2", diff) == (
+        "swap < for <= on line 2\n-    return x < 0\n+    return x <= 0")
+    assert candidate_text("STOP-like", None) == "STOP-like"

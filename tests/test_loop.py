@@ -1,5 +1,6 @@
 """The whole loop on one machine: editor -> trustfix serve -> outbox -> ZeroMQ -> trainer daemon
--> PPO update -> new policy version -> back in the server, ranking the next request."""
+-> PPO update -> new policy version -> back in the server, ranking the next request; and the
+trainer's trust in the reviewer back in the editor (``trustfix.trust``, ``trustfix/status``)."""
 
 import asyncio
 import threading
@@ -9,10 +10,10 @@ import pytest
 from pytest_lsp import client_capabilities
 from test_lsp import ADD_LINE, BUGGY, actions, command, events, open_doc, start, stop
 
-from trustfix.trainer.config import EncoderConfig, TrustfixConfig
+from trustfix.server.privacy import installation_key, pseudonym
+from trustfix.trainer.config import EncoderConfig, StreamConfig, TrustfixConfig
 from trustfix.trainer.daemon import TrainerDaemon
 from trustfix.trainer.store import TrainerStore
-from trustfix.trainer.wire import StreamConfig
 
 FAST = StreamConfig(update_every=2, min_samples=1, update_seconds=1.0, update_min_interval_s=0.5)
 HASHING = TrustfixConfig(encoders=EncoderConfig(text_encoder="hashing", code_encoder="hashing"))
@@ -48,6 +49,18 @@ async def test_feedback_reaches_the_trainer_and_a_new_policy_comes_back(tmp_path
         assert any(s.get("policyVersion") == version for s in client.statuses)
         again = await actions(client, uri, ADD_LINE)  # ranked by the trainer's policy now
         assert again
+        # the trainer's trust in this reviewer comes back to the editor once the learner saved it
+        reviewer = pseudonym("ada", installation_key(tmp_path / "data"))
+        for _ in range(300):
+            saved = daemon.store.reviewer_trust(reviewer)
+            reported = await command(client, "trustfix.trust")
+            if saved is not None and reported["trust"] == saved["theta"]:
+                break
+            await asyncio.sleep(0.2)
+        assert saved is not None and reported["trust"] == saved["theta"], (saved, reported)
+        assert (reported["alpha"], reported["beta"]) == (saved["alpha"], saved["beta"])
+        assert 0 < saved["theta"] < 1 and saved["count"] == 4
+        assert any(s["trust"] == saved["theta"] for s in client.statuses)
         for _ in range(50):  # every event acked by the trainer has left the outbox
             if events(tmp_path) == ([], []):
                 break
@@ -56,7 +69,7 @@ async def test_feedback_reaches_the_trainer_and_a_new_policy_comes_back(tmp_path
     finally:
         await stop(client)
         daemon.stop()
-        thread.join(10)
+        thread.join(60)
     store = TrainerStore(tmp_path / "trainer.sqlite")
     assert store.count("suggestion") >= 3 and store.count("feedback") == 4
     assert store.versions() and store.versions()[0]["version"] >= 1

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from trustfix.server.outbox import Outbox
 from trustfix.server.privacy import installation_key, pseudonym
-from trustfix.trainer.events import Feedback
+from trustfix.trainer.events import Feedback, encode_event
 
 
 def feedback(i: int) -> Feedback:
@@ -30,6 +31,23 @@ def test_events_kept_until_acked_and_survive_reopening(tmp_path: Path) -> None:
     assert [e for _, e in box.pending(10)] == [feedback(i) for i in (2, 3, 4)]
     mode = box.db.execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
+    # as stored, for sending: (seq, key, encoded event), past a seq
+    rows = box.pending_raw(0, 2)
+    assert [key for _, key, _ in rows] == ["f2", "f3"] and rows[0][2] == encode_event(feedback(2))
+    assert [key for _, key, _ in box.pending_raw(rows[-1][0], 10)] == ["f4"]
+    box.close()
+
+
+def test_a_thread_checkpoints_the_write_ahead_log(tmp_path: Path) -> None:
+    path = tmp_path / "o.sqlite"
+    box = Outbox(path, checkpoint_every_s=0.05)
+    empty = path.stat().st_size
+    for i in range(300):  # fewer pages than a commit would checkpoint on its own
+        box.add(feedback(i))
+    deadline = time.monotonic() + 20
+    while path.stat().st_size == empty and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert path.stat().st_size > empty, "nothing was copied from the log into the database"
     box.close()
 
 

@@ -480,3 +480,17 @@ def test_ranker_batches_long_and_short_states_together():
     alone = policy([long_state], cands[:1])
     assert torch.isfinite(out.log_probs[:, :2]).all()
     assert torch.allclose(out.log_probs[0, :2], alone.log_probs[0], atol=1e-5)
+
+
+def test_ranker_reads_at_most_candidate_tokens_of_a_candidate() -> None:
+    torch.manual_seed(0)
+    policy = RankerPolicy(RankerConfig(d_model=32, n_layers=1, candidate_tokens=8)).eval()
+    head = "swap < for <= on line 2 - x < 0"
+    with torch.no_grad():
+        same = policy(["state"], [[head + " tail one", head + " other tail"]]).log_probs
+        differ = policy(["state"], [["swap < for <=", "use x instead of y"]]).log_probs
+    assert len(policy.candidate_ids(head + " tail", 2)) == 1 + 8
+    assert torch.allclose(same[0, 1], same[0, 2])
+    assert not torch.allclose(differ[0, 1], differ[0, 2])
+    with pytest.raises(ValueError, match="candidate_tokens"):
+        RankerPolicy(RankerConfig(candidate_tokens=0))

@@ -13,8 +13,8 @@ from typing import Any
 _EXPORTS = {
     "confidence": ("ConfidenceEstimator", "FeedbackItem", "beta_mean", "smoothed_confidence"),
     "config": (
-        "ConfidenceConfig", "EncoderConfig", "GenerativeConfig", "PPOConfig", "RankerConfig",
-        "TrustfixConfig", "TrustRegionConfig", "load_config",
+        "ConfidenceConfig", "DistributedConfig", "EncoderConfig", "GenerativeConfig", "PPOConfig",
+        "RankerConfig", "StreamConfig", "TrustfixConfig", "TrustRegionConfig", "load_config",
     ),
     "encoders": ("Encoder", "HashingEncoder", "get_encoder"),
     "policies": (

@@ -21,6 +21,13 @@ Every feedback item i carries a Beta(alpha_i, beta_i) belief in its reliability 
 f_phi is trained online: every item that receives an update is queued, and once
 ``prior_batch`` are queued one Adam step moves f_phi's predicted mean ``alpha0 / (alpha0 + beta0)``
 toward their current posterior means.
+
+Distributed training (:mod:`trustfix.trainer.distributed`): each worker's estimator sees only its
+shard of the items and applies its own increments; ``increments()`` reports what it added to
+each reviewer since the last exchange (Δalpha_r, Δbeta_r, items) and ``add_increments()`` takes
+the sum over all workers, keeping the other workers' share apart (``remote``) so that it survives
+``to_rows``/``from_rows`` and a ``forget_reviewer`` replay (which drops the forgotten reviewer's
+share; the next exchange must then be ``full``).
 """
 
 from __future__ import annotations
@@ -371,6 +378,10 @@ class ConfidenceEstimator:
         self._by_location: dict[str, list[str]] = {}
         self._pending: list[str] = []
         self._seq = 0
+        self._remote: dict[str, list[float]] = {}
+        """Per reviewer, what other workers added: [alpha, beta, items]."""
+        self._unsynced: dict[str, list[float]] = {}
+        """Per reviewer, what this estimator added since the last exchange: [alpha, beta, items]."""
 
     def _reviewer(self, reviewer: str) -> ReviewerState:
         state = self._reviewers.get(reviewer)
@@ -389,6 +400,9 @@ class ConfidenceEstimator:
         reviewer.alpha, reviewer.beta = updated_beta(
             reviewer.alpha, reviewer.beta, update.consistent, update.increment
         )
+        self._unsynced.setdefault(state.item.reviewer, [0.0, 0.0, 0.0])[
+            0 if update.consistent else 1
+        ] += update.increment
         self._updates.setdefault(update.item_id, []).append(update)
 
     def _train_prior(self, item_ids: Iterable[str]) -> None:
@@ -463,6 +477,7 @@ class ConfidenceEstimator:
                 item, seq, alpha_phi, beta_phi, alpha0 - alpha_phi, beta0 - beta_phi, alpha0, beta0
             )
             reviewer.count += 1
+            self._unsynced.setdefault(item.reviewer, [0.0, 0.0, 0.0])[2] += 1
             updated = []
             for other_id in related:
                 other = self._items[other_id].item
@@ -584,10 +599,51 @@ class ConfidenceEstimator:
                 "reviewer_theta": self._reviewers[state.item.reviewer].theta,
             }
 
+    def increments(self, full: bool = False) -> dict[str, tuple[float, float, int]]:
+        """Per reviewer, what this estimator itself added to (alpha_r, beta_r) and to the item
+        count since the last :meth:`add_increments`, or in total with ``full``."""
+        with self._lock:
+            if not full:
+                return {name: (a, b, int(n)) for name, (a, b, n) in self._unsynced.items()}
+            alpha0, beta0 = self.cfg.reviewer_prior
+            out = {}
+            for name, state in self._reviewers.items():
+                ra, rb, rn = self._remote.get(name, (0.0, 0.0, 0.0))
+                out[name] = (state.alpha - alpha0 - ra, state.beta - beta0 - rb, int(state.count - rn))
+            return out
+
+    def add_increments(
+        self,
+        totals: dict[str, tuple[float, float, int]],
+        own: dict[str, tuple[float, float, int]],
+        full: bool = False,
+    ) -> None:
+        """Take an exchange between workers: ``totals`` the sum of every worker's
+        :meth:`increments` (``full`` or not, as ``own``, this estimator's part of it).  Each
+        reviewer gets the others' share, ``totals - own``, added (``full``: the others' share is
+        replaced, and dropped for reviewers no worker reports); the pending increments restart."""
+        with self._lock:
+            names = set(totals) | (set(self._remote) if full else set())
+            for name in sorted(names):
+                extra = [t - m for t, m in zip(totals.get(name, (0, 0, 0)), own.get(name, (0, 0, 0)),
+                                                strict=True)]
+                old = self._remote.get(name, [0.0, 0.0, 0.0])
+                new = extra if full else [o + e for o, e in zip(old, extra, strict=True)]
+                state = self._reviewer(name)
+                state.alpha += new[0] - old[0]
+                state.beta += new[1] - old[1]
+                state.count += int(new[2] - old[2])
+                if any(new):
+                    self._remote[name] = new
+                else:
+                    self._remote.pop(name, None)
+            self._unsynced.clear()
+
     def forget_reviewer(self, reviewer: str) -> int:
         """Remove every item of ``reviewer`` and rebuild all other state (including f_phi, from
         its seed) by replaying the remaining items and execution evidence in arrival order, so
-        the reviewer's contribution to anyone's confidence is gone.  Returns items removed."""
+        the reviewer's contribution to anyone's confidence is gone.  Other workers' increments
+        (distributed training) stay, except the reviewer's own.  Returns items removed."""
         with self._lock:
             events: list[tuple[int, FeedbackItem | None, str, bool]] = [
                 (s.seq, s.item, s.item.id, False) for s in self._items.values()
@@ -598,6 +654,7 @@ class ConfidenceEstimator:
             removed = sum(1 for owner in owners.values() if owner == reviewer)
             if removed == 0 and reviewer not in self._reviewers:
                 return 0
+            remote = {name: r for name, r in self._remote.items() if name != reviewer}
             self._reset()
             for _, item, fid, ok in events:
                 if owners[fid] == reviewer:
@@ -606,6 +663,10 @@ class ConfidenceEstimator:
                     self.observe(item)
                 else:
                     self.observe_execution(fid, ok)
+            for name, (ra, rb, rn) in remote.items():
+                state = self._reviewer(name)
+                state.alpha, state.beta, state.count = state.alpha + ra, state.beta + rb, state.count + int(rn)
+            self._remote = remote
             return removed
 
     # ------------------------------------------------------------ persistence
@@ -645,6 +706,13 @@ class ConfidenceEstimator:
             for index, param_state in self._optimizer.state_dict()["state"].items():
                 for key, value in param_state.items():
                     f_phi.append(_tensor_row(f"adam.{index}.{key}", torch.as_tensor(value)))
+            shares = {
+                table: [
+                    {"reviewer": name, "alpha": a, "beta": b, "count": n}
+                    for name, (a, b, n) in source.items()
+                ]
+                for table, source in (("remote", self._remote), ("unsynced", self._unsynced))
+            }
             meta = [
                 {"key": "seed", "value": json.dumps(self.seed)},
                 {"key": "next_seq", "value": json.dumps(self._seq)},
@@ -657,6 +725,7 @@ class ConfidenceEstimator:
                 "updates": updates,
                 "executions": executions,
                 "f_phi": f_phi,
+                **shares,
             }
 
     @classmethod
@@ -711,6 +780,9 @@ class ConfidenceEstimator:
         est._optimizer.load_state_dict(opt_state)
         est._seq = int(meta["next_seq"])
         est._pending = list(meta["pending"])
+        for table, target in (("remote", est._remote), ("unsynced", est._unsynced)):
+            for row in rows.get(table, []):  # absent in stores written before distributed training
+                target[row["reviewer"]] = [float(row["alpha"]), float(row["beta"]), float(row["count"])]
         return est
 
 

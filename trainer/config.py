@@ -146,7 +146,10 @@ class RankerConfig:
     """Tokens kept per (state, candidate) pair."""
     state_tokens: int = 160
     """Tokens of the state kept per pair (its end: findings and test trace come last); the
-    candidate gets the rest of ``max_tokens``."""
+    candidate gets the rest of ``max_tokens``, at most ``candidate_tokens``."""
+    candidate_tokens: int = 48
+    """Tokens of a candidate kept at most (its start: title, then the changed lines); a batch
+    is padded to its longest candidate, so one long diff would otherwise cost every row."""
     rope_base: float = 10_000.0
     """Base of the rotary position embedding's frequencies."""
     dropout: float = 0.0
@@ -184,6 +187,83 @@ class GenerativeConfig:
 
 
 @dataclass
+class DistributedConfig:
+    """Training on several workers (``torchrun``; see :mod:`trustfix.trainer.distributed`)."""
+
+    sync_every: int = 10
+    """K: learner steps (ticks that brought events to any worker) between two exchanges of the
+    reviewers' confidence increments; they are also exchanged before each update and save."""
+    backend: str = "auto"
+    """torch.distributed backend: ``auto`` (NCCL when the policy is on a GPU, else gloo),
+    ``gloo`` or ``nccl``."""
+    timeout_s: float = 1800.0
+    """Seconds a collective may wait for the other workers before it fails (a dead worker then
+    ends the others instead of hanging them)."""
+    tick_events: int = 2000
+    """Stored events worker 0 reads and hands out per learner step."""
+
+
+@dataclass
+class StreamConfig:
+    """The feedback stream (both ends: see :mod:`trustfix.trainer.wire`) and the trainer daemon;
+    the ``[stream]`` section, ``TRUSTFIX_STREAM__<FIELD>``, ``--set stream.FIELD=VALUE``."""
+
+    max_message_bytes: int = 8 * 1024 * 1024
+    """Largest message (all frames together) the trainer accepts; larger ones are rejected."""
+    hard_limit_bytes: int = 64 * 1024 * 1024
+    """ZMQ_MAXMSGSIZE per frame: a peer sending more is disconnected before it is read."""
+    batch_events: int = 2000
+    """Events the server sends per batch at most."""
+    batch_bytes: int = 4 * 1024 * 1024
+    """Bytes the server sends per batch at most (kept below ``max_message_bytes``)."""
+    window: int = 2
+    """Batches the server keeps in flight (sent, not yet acked): the next is on the wire while
+    the trainer commits the last."""
+    ack_timeout_s: float = 2.0
+    """Seconds the server waits for an ack before it resends the batch."""
+    backoff_max_s: float = 10.0
+    """Longest wait between resends; the wait doubles after each miss, from ``ack_timeout_s``."""
+    idle_poll_s: float = 0.2
+    """Seconds the server waits before looking at an empty outbox again."""
+    synchronous: str = "NORMAL"
+    """SQLite ``synchronous`` of the trainer's store: NORMAL (WAL) survives a killed process,
+    FULL also a power cut, at some cost in speed."""
+    wal_checkpoint_s: float = 0.5
+    """Seconds between checkpoints of the write-ahead logs of the trainer's store and of a
+    server's outbox, made by a thread of their own so that no commit (ingest, an ack, an editor
+    action) waits for one."""
+    update_every: int = 64
+    """PPO update after this many new training samples (feedback joined to its suggestion)..."""
+    update_seconds: float = 60.0
+    """...or after this many seconds when at least ``min_samples`` are waiting."""
+    update_min_interval_s: float = 2.0
+    """Fewest seconds between two updates: under a burst, samples gather (up to
+    ``max_samples``) rather than the learner updating and saving back to back."""
+    learner_nice: int = 19
+    """Niceness added to the learning process: ingest gets the CPU first, learning (batch work,
+    behind human-rate feedback) takes what is left."""
+    min_samples: int = 8
+    """Fewest samples a timed update runs on."""
+    max_samples: int = 1024
+    """Most samples one update uses (the newest)."""
+    save_every_s: float = 5.0
+    """Seconds between saves of the estimator's state (and always after an update)."""
+    announce_every_s: float = 5.0
+    """Seconds between repeats of the latest version on the PUB socket (for late subscribers)."""
+    chunk_bytes: int = 1024 * 1024
+    """Bytes per weights chunk."""
+    trust_every_s: float = 5.0
+    """Fewest seconds between two requests of a server for its reviewer's trust (it asks after
+    an ack or a version announcement, at most this often)."""
+    trust_peers: int = 4096
+    """Connections the trainer remembers the delivered reviewers of (the newest), i.e. that may
+    ask for those reviewers' trust."""
+    stop_after_updates: int = 0
+    """Stop the trainer after this many policy updates (0: run until stopped); bounded runs,
+    benchmarks and tests."""
+
+
+@dataclass
 class TrustfixConfig:
     """All of trustfix's settings."""
 
@@ -193,6 +273,8 @@ class TrustfixConfig:
     ppo: PPOConfig = field(default_factory=PPOConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    stream: StreamConfig = field(default_factory=StreamConfig)
 
 
 def _coerce(value: Any, typ: Any) -> Any:

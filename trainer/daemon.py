@@ -6,7 +6,8 @@ Two processes:
   :mod:`trustfix.trainer.wire`), validates each event, writes the batch in one transaction and
   acks it only after the commit; anything malformed, truncated, oversized, of another version or
   from an unauthenticated peer is rejected with a reason and counted, never fatal.  The same
-  socket serves published weights in chunks.
+  socket serves published weights in chunks, and a reviewer's saved confidence to the
+  connection that delivered that reviewer's events (see :mod:`trustfix.trainer.wire`).
 * learning (:class:`Learner`, in a child process): follows the stored events in order, joins each Feedback with its
   Suggestion, updates the confidence estimator (agreement between items, execution evidence from
   suggestion revisions), and every ``update_every`` samples or ``update_seconds`` runs the PPO
@@ -25,8 +26,11 @@ import json
 import logging
 import multiprocessing
 import os
+import signal
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -37,11 +41,11 @@ import zmq
 from zmq.utils.monitor import recv_monitor_message
 
 from .confidence import ConfidenceEstimator, FeedbackItem, feedback_content
-from .config import TrustfixConfig
+from .config import StreamConfig, TrustfixConfig
 from .encoders import cosine_similarity, get_encoder
-from .events import EventError, Feedback, Suggestion, decode_event
+from .events import EventError, Feedback, Suggestion, candidate_text, decode_batch
 from .policies import RankerPolicy, latest_version, load_checkpoint, save_checkpoint
-from .ppo import PPOLearner
+from .ppo import PPOLearner, RolloutBuffer
 from .store import TrainerStore
 from .trust_region import TrustRegionController, human_signal
 from .wire import (
@@ -54,7 +58,7 @@ from .wire import (
     POLICY_TOPIC,
     PONG,
     PROTOCOL,
-    StreamConfig,
+    TRUST,
     check_endpoint,
     curve_server,
     reject_reason,
@@ -65,11 +69,6 @@ log = logging.getLogger(__name__)
 
 _AUTH_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
                 | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
-
-
-def candidate_text(title: str, diff: str | None) -> str:
-    """What the policy reads of a candidate: title, newline, diff (as the server ranks them)."""
-    return f"{title}\n{diff}" if diff is not None else title
 
 
 def feedback_item(feedback: Feedback, suggestion: Suggestion | None) -> FeedbackItem:
@@ -108,6 +107,9 @@ class Sample:
 class Learner:
     """The learning process's state: estimator, policy, PPO learner, pending samples."""
 
+    world_size = 1
+    """Workers that share the feedback (one shard each); see :mod:`trustfix.trainer.distributed`."""
+
     def __init__(self, store: TrainerStore, checkpoints: Path, cfg: TrustfixConfig,
                  stream: StreamConfig) -> None:
         self.store, self.checkpoints, self.cfg, self.stream = store, checkpoints, cfg, stream
@@ -120,7 +122,12 @@ class Learner:
         if rows is not None and recorded is not None and recorded != encoders:
             raise ValueError(f"the store's confidence state was built with encoders {recorded}, "
                              f"not {encoders}: run with the same [encoders] settings")
-        store.set_state(encoders=encoders)
+        shards = store.get_state("world_size", 1)
+        if rows is not None and shards != self.world_size:
+            raise ValueError(f"the store's confidence state was built by {shards} worker(s), not "
+                             f"{self.world_size}: the feedback is sharded by worker, so restart "
+                             "with the same number of workers")
+        store.set_state(encoders=encoders, world_size=self.world_size)
         if rows is None:
             self.estimator = ConfidenceEstimator(cfg.confidence, text, self.code_encoder)
             self.executed: set[str] = set()
@@ -200,17 +207,22 @@ class Learner:
         self.samples = [Sample(s.feedback, event) if s.suggestion.id == event.id
                         and s.suggestion.revision < event.revision else s for s in self.samples]
 
-    def step(self) -> tuple[bool, dict[str, Any] | None]:
-        """Process newly stored events and run an update when one is due: (whether events were
-        processed, the new version's announcement or None)."""
-        self.apply_forgets()
-        events = self.store.events_after(self.processed, 2000)
+    def take_events(self, limit: int = 2000) -> int:
+        """Observe up to ``limit`` newly stored events; how many."""
+        events = self.store.events_after(self.processed, limit)
         with self.lock:
             for seq, event in events:
                 self.observe(event)
                 self.processed = seq
             if events:
                 self.dirty = True
+        return len(events)
+
+    def step(self) -> tuple[bool, dict[str, Any] | None]:
+        """Process newly stored events and run an update when one is due: (whether events were
+        processed, the new version's announcement or None)."""
+        self.apply_forgets()
+        events = self.take_events()
         now = time.monotonic()
         waited = now - self.last_update
         due = waited >= self.stream.update_min_interval_s and (
@@ -222,7 +234,7 @@ class Learner:
             announcement = self.update()
         if announcement is None and self.dirty and now - self.last_save >= self.stream.save_every_s:
             self.save()
-        return bool(events), announcement
+        return events > 0, announcement
 
     # ------------------------------------------------------------ learning
 
@@ -245,13 +257,25 @@ class Learner:
 
     def update(self) -> dict[str, Any] | None:
         """One PPO update over the pending samples, then checkpoint, record and save."""
+        samples, inputs, trained = self.take_samples()
+        if not samples:
+            return None
+        diagnostics = self.ppo.update(self.rollout(samples, inputs))
+        return self.publish(len(samples), trained, diagnostics)
+
+    def take_samples(self) -> tuple[list[Sample], list[tuple[float | None, float]], int]:
+        """The pending samples (now no longer pending), their reward inputs, and the stream
+        position they cover."""
         with self.lock:
             samples, self.samples = self.samples, []
             trained = self.processed
             inputs = [self.reward_inputs(s) for s in samples]
         self.last_update = time.monotonic()
-        if not samples:
-            return None
+        return samples, inputs, trained
+
+    def rollout(self, samples: list[Sample], inputs: list[tuple[float | None, float]]) -> RolloutBuffer:
+        """The samples as one-step episodes with shaped rewards (``steps`` numbers them, eq. 15)
+        and the values of the policy as it is now."""
         states = [s.suggestion.state or "" for s in samples]
         candidates = [[candidate_text(c.title, c.diff) for c in s.suggestion.candidates]
                       for s in samples]
@@ -263,18 +287,21 @@ class Learner:
         with torch.no_grad():
             self.ppo.policy.eval()
             values = self.ppo.policy(states, candidates).values.cpu().tolist()
-        buffer = self.ppo.transitions_from(
+        return self.ppo.transitions_from(
             states, candidates, [s.suggestion.chosen for s in samples],
             [s.suggestion.old_log_prob for s in samples], values, rewards,
             [True] * len(samples), [theta for theta, _ in inputs])
-        diagnostics = self.ppo.update(buffer)
+
+    def publish(self, samples: int, trained: int, diagnostics: dict[str, float]) -> dict[str, Any]:
+        """Checkpoint the policy as the next version, save the estimator (``trained`` the stream
+        position the update covered) and record the version: its announcement."""
         self.version += 1
         info = save_checkpoint(self.ppo.policy, self.checkpoints, self.version)
         with self.lock:  # the estimator first: once the version shows, its state is saved too
             self._save_locked(trained_seq=trained)
             self.store.add_version(self.version, info.sha256, info.size, str(info.path),
-                                   len(samples), diagnostics)
-        log.info("published policy v%d (%d samples, sha256 %s)", self.version, len(samples),
+                                   samples, diagnostics)
+        log.info("published policy v%d (%d samples, sha256 %s)", self.version, samples,
                  info.sha256[:12])
         return {"version": self.version, "sha256": info.sha256, "size": info.size}
 
@@ -292,8 +319,27 @@ class Learner:
     def apply_forgets(self) -> None:
         """Apply forget requests queued in the store (``trustfix forget`` while running)."""
         requests = self.store.pending_forgets()
-        if not requests:
-            return
+        if requests:
+            self.forget(requests)
+
+    def follow(self, should_stop: Callable[[], bool], wait: Callable[[float], Any]) -> None:
+        """Step until ``should_stop()`` or ``stream.stop_after_updates`` updates, waiting with
+        ``wait(seconds)`` when idle; then save and close the store."""
+        limit = self.stream.stop_after_updates
+        while not should_stop() and not (limit and self.ppo.updates >= limit):
+            try:
+                worked, announcement = self.step()
+            except Exception:  # a bad update must not end learning; it is logged and retried
+                log.exception("learning step failed")
+                worked, announcement = False, None
+                wait(1.0)
+            if not worked and announcement is None:
+                wait(0.05)
+        self.save()
+        self.store.close()
+
+    def forget(self, requests: list[tuple[int, str]]) -> None:
+        """Apply these ``(id, reviewer)`` forget requests and mark them applied."""
         with self.lock:
             for _, reviewer in requests:
                 self.store.delete_reviewer(reviewer)
@@ -308,28 +354,29 @@ class Learner:
 
 def run_learner(store_path: Path, checkpoints: Path, cfg: TrustfixConfig, stream: StreamConfig,
                 torch_threads: int, stopping: Any, ready: Any, parent: int, log_level: int) -> None:
-    """The learning process: follow the store until ``stopping`` is set or the parent dies."""
+    """The learning process: follow the store until ``stopping`` is set, the parent dies or
+    ``stream.stop_after_updates`` updates are done.  Under ``torchrun`` (``WORLD_SIZE`` > 1) it
+    is worker 0 of :mod:`trustfix.trainer.distributed`."""
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for sig in (signal.SIGTERM, signal.SIGINT):  # sent to the whole group (Ctrl-C, torchrun): the
+        signal.signal(sig, signal.SIG_IGN)       # daemon stops it, and it saves first
     os.nice(stream.learner_nice)
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     try:
-        learner = Learner(TrainerStore(store_path, stream.synchronous), checkpoints, cfg, stream)
+        store = TrainerStore(store_path, stream.synchronous)
+        if distributed:
+            from .distributed import DistributedLearner
+
+            learner: Learner = DistributedLearner(store, checkpoints, cfg, stream)
+        else:
+            learner = Learner(store, checkpoints, cfg, stream)
     except Exception as error:  # reported to the parent, which refuses to start
         ready.send(f"{type(error).__name__}: {error}")
         raise
     ready.send("ready")
-    while not stopping.is_set() and os.getppid() == parent:
-        try:
-            worked, announcement = learner.step()
-        except Exception:  # a bad update must not end learning; it is logged and retried
-            log.exception("learning step failed")
-            worked, announcement = False, None
-            stopping.wait(1.0)
-        if not worked and announcement is None:
-            stopping.wait(0.05)
-    learner.save()
-    learner.store.close()
+    learner.follow(lambda: stopping.is_set() or os.getppid() != parent, stopping.wait)
 
 
 class TrainerDaemon:
@@ -343,10 +390,10 @@ class TrainerDaemon:
         check_endpoint(endpoint, keys, "bind")
         check_endpoint(pub_endpoint, keys, "bind")
         self.cfg = cfg or TrustfixConfig()
-        self.stream = stream or StreamConfig()
+        self.stream = stream or self.cfg.stream
         self.checkpoints = checkpoints
         self._lock_file = hold_store_lock(store_path)
-        self.store = TrainerStore(store_path, self.stream.synchronous)
+        self.store = TrainerStore(store_path, self.stream.synchronous, self.stream.wal_checkpoint_s)
         self.context = zmq.Context()
         self.auth = start_authenticator(self.context, keys)
         self.router = self.context.socket(zmq.ROUTER)
@@ -361,6 +408,9 @@ class TrainerDaemon:
         self.pub_endpoint = self._bind(self.pub, pub_endpoint)
         self.stopping = threading.Event()
         self._announced: dict[str, Any] | None = None
+        self._delivered: OrderedDict[bytes, set[str]] = OrderedDict()
+        """Per connection (ROUTER identity), the reviewers whose events it delivered: the only
+        ones it is told the trust of (the ``stream.trust_peers`` latest connections)."""
         self._last_announce = self._last_check = 0.0
         spawn = multiprocessing.get_context("spawn")
         self._learner_stop = spawn.Event()
@@ -433,9 +483,18 @@ class TrainerDaemon:
                             log.exception("could not handle a message")
                             self._reply(frames[0], ERROR, b"", f"internal: {error}".encode())
                 self._announce()
+                if not self._learner.is_alive():
+                    log.log(logging.INFO if self._learner.exitcode == 0 else logging.ERROR,
+                            "the learning process ended (exit code %s)", self._learner.exitcode)
+                    break
         finally:
             self.stopping.set()
             self.close()
+
+    @property
+    def learner_exitcode(self) -> int | None:
+        """The learning process's exit code; None while it runs."""
+        return self._learner.exitcode
 
     def stop(self) -> None:
         """Ask :meth:`serve_forever` to return (from any thread)."""
@@ -503,6 +562,8 @@ class TrainerDaemon:
                 self._meta(identity, rest)
             elif kind == CHUNK:
                 self._chunk(identity, rest)
+            elif kind == TRUST:
+                self._trust(identity, rest)
             elif kind == PING:
                 self._reply(identity, PONG)
             else:
@@ -511,24 +572,48 @@ class TrainerDaemon:
             self._reject(identity, rest[0] if rest else b"", "malformed", str(error))
 
     def _batch(self, identity: bytes, rest: list[bytes]) -> None:
-        if len(rest) < 2:
-            self._reject(identity, rest[0] if rest else b"", "truncated",
-                         "batch without an id or without events")
+        if len(rest) != 2:
+            reason = "truncated" if len(rest) < 2 else "malformed"
+            self._reject(identity, rest[0] if rest else b"", reason,
+                         f"a batch is an id and one frame of events, got {len(rest)} frame(s)")
             return
-        batch_id, bodies = rest[0], rest[1:]
-        good, rejects, rejected = [], [], {}
-        for index, body in enumerate(bodies):
-            try:
-                good.append((decode_event(body), body))
-            except EventError as error:
-                reason = reject_reason(error.reason)
-                rejects.append((reason, error.reason))
-                rejected[index] = f"{reason}: {error.reason}"
+        batch_id = rest[0]
+        try:
+            good, errors = decode_batch(rest[1])
+        except EventError as error:
+            self._reject(identity, batch_id, "malformed", error.reason)
+            return
+        if not good and not errors:
+            self._reject(identity, batch_id, "truncated", "batch without events")
+            return
+        rejects = [(reject_reason(e.reason), e.reason) for e in errors.values()]
         added = self.store.add_batch(good, rejects)
+        self._note_delivered(identity, {event.reviewer for event, _ in good})
+        rejected = {i: f"{reason}: {detail}" for i, (reason, detail) in zip(errors, rejects, strict=True)}
         self._reply(identity, ACK, batch_id, msgspec.json.encode(
             {"stored": added, "duplicates": len(good) - added, "rejected": rejected}))
         if rejected:
             log.warning("batch %r: %d event(s) rejected", batch_id[:16], len(rejected))
+
+    def _note_delivered(self, identity: bytes, reviewers: set[str]) -> None:
+        """Remember that this connection delivered these reviewers' events (for :meth:`_trust`)."""
+        seen = self._delivered.pop(identity, set())
+        seen |= reviewers
+        self._delivered[identity] = seen
+        while len(self._delivered) > self.stream.trust_peers:
+            self._delivered.popitem(last=False)
+
+    def _trust(self, identity: bytes, rest: list[bytes]) -> None:
+        """A reviewer's confidence, ``{alpha, beta, theta, count}`` as the learner last saved it,
+        for the connection that delivered that reviewer's events; ``null`` for anyone else and
+        for a reviewer the estimator does not know (the two look alike, so asking reveals
+        nothing about other reviewers)."""
+        if len(rest) != 1:
+            raise ValueError(f"a trust request is one reviewer id, got {len(rest)} frame(s)")
+        reviewer = rest[0].decode()
+        state = (self.store.reviewer_trust(reviewer)
+                 if reviewer in self._delivered.get(identity, ()) else None)
+        self._reply(identity, TRUST, rest[0], msgspec.json.encode(state))
 
     def _version_paths(self, rest: list[bytes]) -> tuple[int, Path, Path]:
         version = int(rest[0])

@@ -54,6 +54,17 @@ class CandidateRecord(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     log_prob: Annotated[float, msgspec.Meta(le=0.0)]
 
 
+def candidate_text(title: str, diff: str | None) -> str:
+    """What a policy reads of a candidate: its title, then only the changed lines of its diff.
+
+    File headers, hunk markers and context lines are dropped: the state already shows the
+    unit's numbered source, and the policy's cost grows with every token of every candidate.
+    """
+    changed = [line for line in (diff or "").splitlines()
+               if line[:1] in "+-" and line[:3] not in ("+++", "---")]  # fmt: skip
+    return "\n".join([title, *changed])
+
+
 class Evidence(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     """Outcome of running the workspace's tests after an accepted change."""
 
@@ -178,3 +189,36 @@ def decode_event(data: bytes | str) -> Event:
         raise EventError(f"invalid event: {error}") from error
     except msgspec.DecodeError as error:
         raise EventError(f"malformed event: {error}") from error
+
+
+_BATCH_DECODER = msgspec.json.Decoder(list[Event])
+_BATCH_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
+
+
+def encode_batch(bodies: list[bytes]) -> bytes:
+    """One batch of encoded events (each as :func:`encode_event` made it) as a JSON array."""
+    return b"[" + b",".join(bodies) + b"]"
+
+
+def decode_batch(data: bytes) -> tuple[list[tuple[Event, msgspec.Raw]], dict[int, EventError]]:
+    """Validate every event of a batch (:func:`encode_batch`): the valid ones with their bytes as
+    sent (a buffer SQLite stores as is), and the rejected ones by index with the reason.
+
+    The whole array is validated in one call; only when that fails is each element decoded on
+    its own to say which were rejected and why.  :class:`EventError` when ``data`` is not a
+    JSON array (then no element can be told apart from the next)."""
+    try:
+        items = _BATCH_ITEMS.decode(data)
+    except msgspec.DecodeError as error:
+        raise EventError(f"malformed batch: {error}") from error
+    try:
+        return list(zip(_BATCH_DECODER.decode(data), items, strict=True)), {}
+    except msgspec.DecodeError:
+        pass
+    good, rejected = [], {}
+    for index, raw in enumerate(items):
+        try:
+            good.append((decode_event(raw), raw))
+        except EventError as error:
+            rejected[index] = error
+    return good, rejected

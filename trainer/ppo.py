@@ -9,7 +9,7 @@ switches in :class:`~trustfix.trainer.config.PPOConfig`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -167,10 +167,9 @@ class PPOLearner:
         self.policy.train()
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.generator)
-            for start in range(0, n, cfg.minibatch_size):
-                idx = order[start : start + cfg.minibatch_size]
+            for idx, weight in self.minibatches(order):
                 batch = [samples[i] for i in idx.tolist()]
-                log_prob, value, entropy = self.policy.evaluate_actions(
+                log_prob, value, entropy = self.evaluate(
                     [t.state for t in batch], [t.candidates for t in batch], actions[idx].to(self.device)
                 )
                 log_prob, value, entropy = log_prob.cpu(), value.cpu(), entropy.cpu()
@@ -185,9 +184,11 @@ class PPOLearner:
                 loss = policy_loss + cfg.value_coef * value_loss - cfg.entropy_coef * entropy.mean()
 
                 self.optimizer.zero_grad()
-                loss.backward()
+                (weight * loss).backward()
                 torch.nn.utils.clip_grad_norm_(self.policy.parameters(), cfg.max_grad_norm)
                 self.optimizer.step()
+                if weight == 0.0:  # a stand-in that only keeps collectives in step
+                    continue
 
                 with torch.no_grad():
                     outside = (ratio - 1.0).abs() > delta[idx]
@@ -210,7 +211,7 @@ class PPOLearner:
         diagnostics = {
             "update": float(self.updates),
             "samples": float(n),
-            **{k: float(np.mean(v)) for k, v in stats.items()},
+            **{k: float(np.mean(v)) if v else float("nan") for k, v in stats.items()},
             "clip_fraction": float(clipped.mean()) / cfg.epochs,
             "explained_variance": explained_variance(old_values, returns),
             "mean_theta": float(theta.mean()),
@@ -233,6 +234,19 @@ class PPOLearner:
             diagnostics["explained_variance"], diagnostics["mean_delta"], diagnostics["mean_gate"],
         )
         return diagnostics
+
+    def minibatches(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, float]]:
+        """One epoch's minibatches: (sample indices, weight of their loss); here consecutive
+        slices of ``minibatch_size`` of the shuffled ``order``, each with weight 1."""
+        for start in range(0, len(order), self.cfg.minibatch_size):
+            yield order[start : start + self.cfg.minibatch_size], 1.0
+
+    def evaluate(
+        self, states: Sequence[str], candidates: Sequence[list[str]], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Log-prob, value and entropy of the taken actions, with gradients (the policy's
+        ``evaluate_actions``; a data-parallel learner routes it through its wrapper)."""
+        return self.policy.evaluate_actions(states, candidates, actions)
 
     def transitions_from(
         self,

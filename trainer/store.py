@@ -23,9 +23,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import sqlite_utils
 
 from .events import Event, Suggestion, decode_event, event_key
+
+Buffer = bytes | msgspec.Raw
+"""An event's JSON as received: bytes, or a slice of a batch frame."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -75,29 +79,64 @@ def _open(path: Path, synchronous: str, schema: str) -> sqlite_utils.Database:
 
 
 def _row_values(event: Event, received: float) -> tuple[Any, ...]:
-    suggestion_id = event.id if isinstance(event, Suggestion) else event.suggestion_id
-    revision = event.revision if isinstance(event, Suggestion) else 0
-    return (event_key(event), type(event).__name__.lower(), event.id, suggestion_id,
-            event.reviewer, revision, received)
+    if isinstance(event, Suggestion):
+        return (event_key(event), "suggestion", event.id, event.id, event.reviewer,
+                event.revision, received)
+    return (event_key(event), "feedback", event.id, event.suggestion_id, event.reviewer, 0,
+            received)
+
+
+class WalCheckpointer:
+    """A thread that copies a SQLite database's write-ahead log into it every ``every_s``
+    seconds, on a connection of its own (PASSIVE: it never blocks a writer or a reader).  Give
+    the writers ``PRAGMA wal_autocheckpoint=0`` and their commits never wait for a checkpoint
+    (SQLite's default: the commit that fills 1000 pages copies them and syncs the database)."""
+
+    def __init__(self, path: Path, every_s: float) -> None:
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(path, every_s),
+                                        name="trustfix-wal", daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path, every_s: float) -> None:
+        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
+        try:
+            while not self._stopping.wait(every_s):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        """Stop the thread (the next writer or opener checkpoints what is left)."""
+        self._stopping.set()
+        self._thread.join()
 
 
 class TrainerStore:
     """One connection to the trainer's store; safe to share between threads (one lock)."""
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path, synchronous: str = "NORMAL",
+                 checkpoint_every_s: float | None = None) -> None:
+        """With ``checkpoint_every_s`` a :class:`WalCheckpointer` checkpoints the events'
+        write-ahead log that often, and this connection's commits (ingest's) never do."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
         self.db = _open(path, synchronous, _SCHEMA)
         self.learner_db = _open(learner_path(path), synchronous, _LEARNER_SCHEMA)
+        self._checkpoints: WalCheckpointer | None = None
+        if checkpoint_every_s is not None:
+            self.db.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpoints = WalCheckpointer(path, checkpoint_every_s)
 
     # ------------------------------------------------------------ events
 
     def add_batch(
-        self, events: Iterable[tuple[Event, bytes]], rejects: Iterable[tuple[str, str]] = ()
+        self, events: Iterable[tuple[Event, Buffer]], rejects: Iterable[tuple[str, str]] = ()
     ) -> int:
-        """Store ``(event, body)`` pairs and count ``(reason, detail)`` rejects in one transaction;
-        returns how many events were new.  Returns only after the commit."""
+        """Store ``(event, body)`` pairs (``body`` the event's JSON bytes, or any buffer of them)
+        and count ``(reason, detail)`` rejects in one transaction; returns how many events were
+        new.  Returns only after the commit."""
         now = time.time()
         rows = [(*_row_values(event, now), body) for event, body in events]
         with self._lock:
@@ -152,6 +191,13 @@ class TrainerStore:
                 "SELECT seq, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
             ).fetchall()
         return [(s, decode_event(body)) for s, body in rows]
+
+    def raw_events_after(self, seq: int, limit: int = 1000) -> list[tuple[int, str, bytes]]:
+        """Like :meth:`events_after`, undecoded: ``(seq, suggestion id, body)``."""
+        with self._lock:
+            return self.db.execute(
+                "SELECT seq, suggestion_id, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (seq, limit)).fetchall()
 
     def event(self, key: str) -> Event | None:
         """The stored event with this key."""
@@ -215,6 +261,19 @@ class TrainerStore:
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+
+    def reviewer_trust(self, reviewer: str) -> dict[str, float] | None:
+        """One reviewer's saved Beta state, ``{alpha, beta, theta, count}`` (None when unknown),
+        without loading the rest of the estimator."""
+        with self._lock:
+            row = self.learner_db.execute(
+                "SELECT row FROM estimator WHERE tbl = 'reviewers' "
+                "AND json_extract(row, '$.reviewer') = ?", (reviewer,)).fetchone()
+        if row is None:
+            return None
+        state = json.loads(row[0])
+        alpha, beta = state["alpha"], state["beta"]
+        return {"alpha": alpha, "beta": beta, "theta": alpha / (alpha + beta), "count": state["count"]}
 
     def load_estimator_rows(self) -> dict[str, list[dict[str, Any]]] | None:
         """The saved estimator tables, or None when none were saved."""
@@ -290,7 +349,9 @@ class TrainerStore:
                                      [(i,) for i in request_ids])
 
     def close(self) -> None:
-        """Close the connection."""
+        """Stop the checkpoint thread (if any) and close the connections."""
+        if self._checkpoints is not None:
+            self._checkpoints.stop()
         with self._lock:
             self.db.conn.close()
             self.learner_db.conn.close()

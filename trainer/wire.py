@@ -2,11 +2,18 @@
 
 Messages are multipart; the first frame is always the protocol version :data:`PROTOCOL`:
 
-- server -> trainer ``[PROTOCOL, b"batch", batch_id, event, event, ...]``: one event (JSON, see
-  :mod:`trustfix.trainer.events`) per frame; the trainer answers
-  ``[PROTOCOL, b"ack", batch_id, json]`` once the batch is committed, the JSON saying how many
-  events were new, how many were duplicates and which (by index) were rejected and why.  Every
-  event of an acked batch is handled: stored, already stored, or permanently rejected.
+- server -> trainer ``[PROTOCOL, b"batch", batch_id, events]``: ``events`` one frame, a JSON
+  array of events (see :func:`~trustfix.trainer.events.encode_batch`), validated in one call;
+  the trainer answers ``[PROTOCOL, b"ack", batch_id, json]`` once the batch is committed, the
+  JSON saying how many events were new, how many were duplicates and which (by index) were
+  rejected and why.  Every event of an acked batch is handled: stored, already stored, or
+  permanently rejected.  A frame that is not a JSON array is refused whole (``error``).
+- ``[PROTOCOL, b"trust", reviewer]`` -> ``[PROTOCOL, b"trust", reviewer, json]``: the reviewer's
+  confidence ``{alpha, beta, theta, count}`` as the learner last saved it, or ``null``.  Privacy
+  rule: the trainer answers only on a connection that has delivered events of that reviewer
+  (a server asks for its own pseudonymous reviewer, and a pseudonym is a keyed hash nobody else
+  can compute); for any other id, and for a reviewer not (or no longer) known, the answer is
+  the same ``null``, so a peer learns nothing about reviewers it does not speak for.
 - ``[PROTOCOL, b"meta", version]`` -> ``[PROTOCOL, b"meta", version, json]`` (the checkpoint's
   JSON record) and ``[PROTOCOL, b"chunk", version, offset]`` ->
   ``[PROTOCOL, b"chunk", version, offset, bytes]``: the weights of a published policy, in chunks.
@@ -23,7 +30,6 @@ from __future__ import annotations
 
 import ipaddress
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,9 +37,9 @@ import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
-PROTOCOL = b"1"
-"""Version of the framing; any other first frame is rejected."""
-BATCH, ACK, META, CHUNK, ERROR = b"batch", b"ack", b"meta", b"chunk", b"error"
+PROTOCOL = b"2"
+"""Version of the framing (2: a batch is one frame); any other first frame is rejected."""
+BATCH, ACK, META, CHUNK, ERROR, TRUST = b"batch", b"ack", b"meta", b"chunk", b"error", b"trust"
 PING, PONG = b"ping", b"pong"
 POLICY_TOPIC = b"policy"
 """Topic frame of a version announcement on the PUB socket."""
@@ -44,52 +50,6 @@ SERVER_KEY = "server"
 """Base name of the first server's key pair."""
 ALLOWED = "allowed"
 """Sub-folder of public keys the trainer admits."""
-
-
-@dataclass
-class StreamConfig:
-    """The feedback stream and the trainer daemon (both ends)."""
-
-    max_message_bytes: int = 8 * 1024 * 1024
-    """Largest message (all frames together) the trainer accepts; larger ones are rejected."""
-    hard_limit_bytes: int = 64 * 1024 * 1024
-    """ZMQ_MAXMSGSIZE per frame: a peer sending more is disconnected before it is read."""
-    batch_events: int = 2000
-    """Events the server sends per batch at most."""
-    batch_bytes: int = 4 * 1024 * 1024
-    """Bytes the server sends per batch at most (kept below ``max_message_bytes``)."""
-    window: int = 2
-    """Batches the server keeps in flight (sent, not yet acked): the next is on the wire while
-    the trainer commits the last."""
-    ack_timeout_s: float = 2.0
-    """Seconds the server waits for an ack before it resends the batch."""
-    backoff_max_s: float = 10.0
-    """Longest wait between resends; the wait doubles after each miss, from ``ack_timeout_s``."""
-    idle_poll_s: float = 0.2
-    """Seconds the server waits before looking at an empty outbox again."""
-    synchronous: str = "NORMAL"
-    """SQLite ``synchronous`` of the trainer's store: NORMAL (WAL) survives a killed process,
-    FULL also a power cut, at some cost in speed."""
-    update_every: int = 64
-    """PPO update after this many new training samples (feedback joined to its suggestion)..."""
-    update_seconds: float = 60.0
-    """...or after this many seconds when at least ``min_samples`` are waiting."""
-    update_min_interval_s: float = 2.0
-    """Fewest seconds between two updates: under a burst, samples gather (up to
-    ``max_samples``) rather than the learner updating and saving back to back."""
-    learner_nice: int = 19
-    """Niceness added to the learning process: ingest gets the CPU first, learning (batch work,
-    behind human-rate feedback) takes what is left."""
-    min_samples: int = 8
-    """Fewest samples a timed update runs on."""
-    max_samples: int = 1024
-    """Most samples one update uses (the newest)."""
-    save_every_s: float = 5.0
-    """Seconds between saves of the estimator's state (and always after an update)."""
-    announce_every_s: float = 5.0
-    """Seconds between repeats of the latest version on the PUB socket (for late subscribers)."""
-    chunk_bytes: int = 1024 * 1024
-    """Bytes per weights chunk."""
 
 
 class InsecureEndpointError(ValueError):

@@ -203,26 +203,6 @@ def _open_store(store: Path | None, must_exist: bool = True):
     return TrainerStore(path)
 
 
-def _split_stream(overrides: list[str] | None):
-    """``--set stream.FIELD=VALUE`` items applied to a StreamConfig; the rest returned."""
-    import dataclasses
-
-    from trustfix.trainer.wire import StreamConfig
-
-    stream, rest = StreamConfig(), []
-    fields = {f.name: f for f in dataclasses.fields(StreamConfig)}
-    for item in overrides or []:
-        key, sep, value = item.partition("=")
-        if not key.startswith("stream.") or not sep:
-            rest.append(item)
-            continue
-        name = key.removeprefix("stream.")
-        if name not in fields:
-            raise typer.BadParameter(f"unknown setting in [stream]: {name}", param_hint="--set")
-        stream = dataclasses.replace(stream, **{name: type(getattr(stream, name))(value)})
-    return stream, rest
-
-
 @app.command()
 def train(
     store: StoreOption = None,
@@ -239,22 +219,34 @@ def train(
     set_: SetOption = None,
     log_level: Annotated[str, typer.Option(help="Logging level (logs go to stderr).")] = "INFO",
 ) -> None:
-    """Run the trainer daemon: store feedback, keep reviewer confidence, train and publish."""
+    """Run the trainer daemon: store feedback, keep reviewer confidence, train and publish.
+
+    Under torchrun (WORLD_SIZE > 1) worker 0 is this daemon and the other workers learn from
+    their shards of the feedback (see trustfix.trainer.distributed)."""
     import logging
     import signal
     import sys
 
     from trustfix.trainer.daemon import TrainerDaemon
+    from trustfix.trainer.distributed import rank, run_worker
     from trustfix.trainer.wire import InsecureEndpointError
 
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    stream, rest = _split_stream(set_)
-    cfg = _load(config, rest)
+    cfg = _load(config, set_)
+    stream = cfg.stream
+    store_path = store or _trainer_dir() / "store.sqlite"
+    checkpoints = checkpoints or _trainer_dir() / "checkpoints"
+    if rank() > 0:
+        try:
+            run_worker(store_path, checkpoints, cfg, stream, torch_threads)
+        except RuntimeError as exc:
+            console.print(f"trustfix train (worker {rank()}): {exc}", style="red", markup=False)
+            raise typer.Exit(2) from exc
+        return
     try:
-        daemon = TrainerDaemon(store or _trainer_dir() / "store.sqlite",
-                               checkpoints or _trainer_dir() / "checkpoints", endpoint, pub, cfg,
-                               stream, keys, torch_threads)
+        daemon = TrainerDaemon(store_path, checkpoints, endpoint, pub, cfg, stream, keys,
+                               torch_threads)
     except (InsecureEndpointError, RuntimeError, FileNotFoundError) as exc:
         console.print(f"[red]trustfix train: {exc}[/red]")
         raise typer.Exit(2) from exc
@@ -262,6 +254,8 @@ def train(
         signal.signal(sig, lambda *_: daemon.stop())
     console.print(f"trustfix train: events on {daemon.endpoint}, versions on {daemon.pub_endpoint}")
     daemon.serve_forever()
+    if daemon.learner_exitcode:
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -308,7 +302,7 @@ def explain(
     from trustfix.trainer.daemon import explain as explain_item
 
     try:
-        report = explain_item(_open_store(store), _load(config, _split_stream(set_)[1]), feedback_id)
+        report = explain_item(_open_store(store), _load(config, set_), feedback_id)
     except KeyError as exc:
         raise typer.BadParameter(exc.args[0], param_hint="FEEDBACK_ID") from exc
     typer.echo(json.dumps(report, indent=2))
@@ -325,7 +319,7 @@ def export(
     """All of one reviewer's data as JSON: events, confidence, each item's account."""
     from trustfix.trainer.daemon import export_reviewer
 
-    data = export_reviewer(_open_store(store), _load(config, _split_stream(set_)[1]), reviewer)
+    data = export_reviewer(_open_store(store), _load(config, set_), reviewer)
     text = json.dumps(data, indent=2)
     if out:
         out.write_text(text)
@@ -342,6 +336,7 @@ def forget(
 ) -> None:
     """Delete one reviewer's events and their contribution to everyone's confidence."""
     from trustfix.trainer.daemon import forget_offline, hold_store_lock
+    from trustfix.trainer.store import TrainerStore
 
     opened = _open_store(store)
     deleted = opened.request_forget(reviewer)
@@ -351,8 +346,16 @@ def forget(
         console.print(f"deleted {deleted} events of {reviewer}; the running trainer removes their "
                       "confidence contributions within a second")
         return
+    cfg = _load(config, set_)
     with lock:
-        removed = forget_offline(opened, _load(config, _split_stream(set_)[1]))
+        removed = forget_offline(opened, cfg)
+    for path in sorted(opened.path.parent.glob(f"{opened.path.stem}.rank*{opened.path.suffix}")):
+        worker = TrainerStore(path)  # a distributed run's other workers keep their own stores
+        try:
+            deleted += worker.request_forget(reviewer)
+            removed += forget_offline(worker, cfg)
+        finally:
+            worker.close()
     console.print(f"deleted {deleted} events of {reviewer}; {removed} feedback items removed and "
                   "everyone's confidence recomputed")
 
@@ -397,11 +400,15 @@ def bench(
     quick: Annotated[bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")] = False,
     encoder: Annotated[str | None, typer.Option(help="Estimator encoder: hashing or embedded.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
+    workers: Annotated[int | None, typer.Option(
+        help="Processes running runs in parallel (default: the usable CPUs; 1: in this process).")] = None,
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
 ) -> None:
     """The experiment: Table 1, Table 2, Figures 1-2, reviewer estimates, the feedback log."""
     import dataclasses
+    import functools
+    import os
     import sys
 
     from trustfix.bench.experiment import (
@@ -430,23 +437,23 @@ def bench(
     if chosen:
         changes["methods"] = tuple(chosen)
     bench_cfg = dataclasses.replace(bench_cfg, **changes)
+    workers = workers if workers is not None else len(os.sched_getaffinity(0))
     started = time.perf_counter()
-    runner = Runner(bench_cfg, cfg.ppo, cfg.trust_region, cfg.confidence, cfg.ranker)
-    try:
-        with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), console=console,
-        ) as progress:
-            bar = progress.add_task("starting", total=plan_steps(bench_cfg))
-            outcome = run_experiment(
-                bench_cfg, runner, on_step=lambda: progress.advance(bar),
-                on_run=lambda name: progress.update(bar, description=name),
-            )
-    finally:
-        runner.close()
+    make_runner = functools.partial(Runner, bench_cfg, cfg.ppo, cfg.trust_region, cfg.confidence,
+                                    cfg.ranker)
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), console=console,
+    ) as progress:
+        bar = progress.add_task("starting", total=plan_steps(bench_cfg))
+        outcome = run_experiment(
+            bench_cfg, make_runner, workers, on_step=lambda: progress.advance(bar),
+            on_run=lambda name: progress.update(bar, description=name),
+        )
     wall = time.perf_counter() - started
     write_outputs(out, bench_cfg, outcome["runs"], outcome["bounds"], wall,
-                  {k: dataclasses.asdict(getattr(cfg, k)) for k in ("ppo", "trust_region", "confidence", "ranker")},
+                  {**{k: dataclasses.asdict(getattr(cfg, k)) for k in ("ppo", "trust_region", "confidence", "ranker")},
+                   "workers": workers},
                   " ".join(["trustfix", *sys.argv[1:]]))
     console.print((out / "table1.md").read_text())
     console.print((out / "table2.md").read_text())

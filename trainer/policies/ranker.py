@@ -16,7 +16,8 @@ pi = softmax over ``[STOP, candidates]``, ``-inf`` on padding.
 Tokens come from a deterministic regex split (words, single punctuation marks, newlines) hashed
 into ``vocab_size`` buckets with CRC-32 (stable across processes, unlike Python's salted
 ``hash``).  The state keeps its *end* (findings and the last test run's trace come last) within
-``state_tokens``; the candidate keeps its beginning within the rest of ``max_tokens``.
+``state_tokens``; the candidate keeps its beginning, at most ``candidate_tokens`` within the rest
+of ``max_tokens``.
 """
 
 from __future__ import annotations
@@ -155,6 +156,8 @@ class RankerPolicy(Policy):
         c = self.cfg
         if not 0 <= c.state_tokens <= c.max_tokens - 3:
             raise ValueError("state_tokens must leave room for [CLS], [SEP] and a candidate")
+        if c.candidate_tokens < 1:
+            raise ValueError("candidate_tokens must be at least 1")
         self.embed = nn.Embedding(c.vocab_size, c.d_model, padding_idx=PAD)
         self.blocks = nn.ModuleList(
             RotaryBlock(c.d_model, c.n_heads, c.dropout) for _ in range(c.n_layers)
@@ -189,8 +192,9 @@ class RankerPolicy(Policy):
         return [CLS, *kept] if self.cfg.state_tokens else [CLS]
 
     def candidate_ids(self, candidate: str, n_state: int) -> list[int]:
-        """``[SEP]`` and the candidate's first token ids, so the pair fits ``max_tokens``."""
-        room = self.cfg.max_tokens - n_state - 1
+        """``[SEP]`` and the candidate's first token ids: at most ``candidate_tokens``, and so
+        that the pair fits ``max_tokens``."""
+        room = min(self.cfg.candidate_tokens, self.cfg.max_tokens - n_state - 1)
         return [SEP, *tokenize(candidate, self.cfg.vocab_size)[:room]]
 
     def encode(
