@@ -20,8 +20,10 @@ policy and the oracle.
 from __future__ import annotations
 
 import atexit
+import ctypes
 import dataclasses
 import difflib
+import gc
 import hashlib
 import multiprocessing
 import random
@@ -654,6 +656,18 @@ def experiment_plan(cfg: BenchConfig) -> list[Job]:
     return plan
 
 
+def release_memory() -> None:
+    """Hand the heap freed by a run back to the OS (glibc's ``malloc_trim``): the update's many
+    differently-shaped tensors fragment the heap, and without this a worker's resident memory
+    grew by ~0.3 GB a run (1.25 GB vs 0.42 GB after two runs).  A no-op without glibc."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
+
+
 def _start_worker(make_runner: Callable[[], Runner], ticks: Any) -> None:
     """Pool initializer: one Runner (sandbox, caches) per worker process, closed at exit."""
     runner = make_runner()
@@ -664,7 +678,9 @@ def _start_worker(make_runner: Callable[[], Runner], ticks: Any) -> None:
 def _run_job(job: Job) -> RunOutcome:
     """One run in a pool worker; a tick per training step goes to the parent's progress bar."""
     ticks = _WORKER["ticks"]
-    return _WORKER["runner"].run(*job, on_step=lambda: ticks.put(1))
+    outcome = _WORKER["runner"].run(*job, on_step=lambda: ticks.put(1))
+    release_memory()
+    return outcome
 
 
 def _bounds_job(seed: int) -> dict[str, float]:
@@ -694,6 +710,7 @@ def run_experiment(
                 if on_run:
                     on_run(f"{method} / {condition} / seed {seed}")
                 runs.append(runner.run(method, condition, seed, switches, on_step))
+                release_memory()
             if on_run:
                 on_run("bounds")
             bounds = {str(s): runner.bounds(s) for s in range(cfg.seeds)}
