@@ -28,7 +28,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 import zmq
@@ -74,7 +74,26 @@ class _Batch:
     sent: float
 
 
-class OutboxSender:
+class BackgroundThread:
+    """A daemon thread running the subclass's ``_run`` until ``stopping`` is set (start with
+    :meth:`start`)."""
+
+    def __init__(self, name: str) -> None:
+        self.stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> Self:
+        """Start the thread."""
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Set ``stopping`` and wait up to ``timeout`` seconds for the thread to end."""
+        self.stopping.set()
+        self._thread.join(timeout)
+
+
+class OutboxSender(BackgroundThread):
     """Drains an :class:`Outbox` to the trainer at ``endpoint`` (start with :meth:`start`).
 
     With ``reviewer`` (the session's pseudonymous id) it also asks the trainer for that
@@ -91,7 +110,7 @@ class OutboxSender:
         self.stream = stream or StreamConfig()
         self.keys, self.key_name = keys, key_name
         self.reviewer, self.on_trust = reviewer, on_trust
-        self.stopping = threading.Event()
+        super().__init__("trustfix-outbox")
         self.sent = 0
         """Events sent (resends included)."""
         self.acked = 0
@@ -105,17 +124,6 @@ class OutboxSender:
         self._byte_budget = self.stream.batch_bytes
         self._trust_wanted = threading.Event()
         self._trust_asked = -float("inf")
-        self._thread = threading.Thread(target=self._run, name="trustfix-outbox", daemon=True)
-
-    def start(self) -> OutboxSender:
-        """Start the sending thread."""
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread (unacked events stay in the outbox)."""
-        self.stopping.set()
-        self._thread.join(timeout)
 
     def request_trust(self) -> None:
         """Ask for the reviewer's trust soon (rate-limited; from any thread)."""
@@ -293,7 +301,7 @@ def fetch_policy(socket: zmq.Socket, announcement: dict[str, Any], folder: Path,
     return meta
 
 
-class PolicySubscriber:
+class PolicySubscriber(BackgroundThread):
     """Follows the trainer's announcements and installs each newer version (a thread)."""
 
     def __init__(self, pub_endpoint: str, endpoint: str, folder: Path,
@@ -310,18 +318,7 @@ class PolicySubscriber:
         self.version: int | None = latest_version(folder)
         self.policy: Any = None
         self.errors: list[str] = []
-        self.stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="trustfix-policy", daemon=True)
-
-    def start(self) -> PolicySubscriber:
-        """Start the subscriber thread."""
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Stop the thread."""
-        self.stopping.set()
-        self._thread.join(timeout)
+        super().__init__("trustfix-policy")
 
     def _run(self) -> None:
         context = zmq.Context()
