@@ -4,7 +4,7 @@ Run ``python -m trustfix.bench.bench_env`` (``make bench``).  Prints:
 
 * sandbox throughput on the 164 canonical HumanEval solutions with the result cache cold
   (a fresh Sandbox per run, its workers started before the clock), median of 3 runs, and for
-  reference a naive run that starts one interpreter per program (``sandbox.py --once``) with
+  reference a naive run that starts one interpreter per program (``sandbox/child.py --once``) with
   the same parallelism, and the ratio;
 * task build time (cold, then from the JSON cache);
 * proposer coverage: share of tasks (and of the 164 problems) whose true fix is among the first
@@ -34,8 +34,7 @@ from trustfix.bench.tasks import (
     operator_proposer,
     oracle,
 )
-from trustfix.server import sandbox as sandbox_module
-from trustfix.server.sandbox import Sandbox, SandboxConfig
+from trustfix.server.sandbox import CHILD_SCRIPT, Sandbox, SandboxConfig
 
 
 def humaneval_jobs() -> list[tuple[str, str, str]]:
@@ -60,7 +59,7 @@ def sandbox_throughput(jobs: list[tuple[str, str, str]], cfg: SandboxConfig) -> 
 
 def naive_throughput(jobs: list[tuple[str, str, str]], cfg: SandboxConfig) -> float:
     """Programs per second starting one interpreter per program, ``cfg.workers`` at a time."""
-    script = str(Path(sandbox_module.__file__).resolve())
+    script = str(CHILD_SCRIPT)
 
     def one(job: tuple[str, str, str]) -> None:
         program, tests, entry = job

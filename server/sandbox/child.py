@@ -1,0 +1,387 @@
+"""The child side of the sandbox: a stdlib-only script that runs programs' tests.
+
+Run as a script (``python -I child.py --worker BASE``) it is a pool worker: one JSON job per
+stdin line, one JSON result per stdout line.  For each job it forks a fresh child that applies
+the limits and runs the tests, so a program costs a fork, not a Python start-up
+(``--once BASE`` runs a single job, for the Docker backend).
+
+In the forked child: a new session (``setsid``), stdin/stdout/stderr on /dev/null, a fresh temp
+dir as cwd, HOME and TMPDIR, a scrubbed environment, RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE,
+RLIMIT_NPROC, no core files, and an audit hook (``sys.addaudithook``).  The audit hook is a
+second layer only, not a boundary (the program runs in the same interpreter and can reach the
+hook): it turns the common escapes into a clear ``SandboxViolation`` that fails the running test
+even when the program catches it.  It blocks opening for writing, creating, removing, renaming or
+changing files outside the temp dir; process creation (``os.fork``, ``subprocess.Popen``,
+``os.system``, ``os.exec*``, ``os.posix_spawn``, ``os.spawn*``) and signals; socket
+connect/bind/send and name lookups; ctypes; changing rlimits; importing ``ctypes``,
+``_posixsubprocess`` and other escape hatches.  The boundary is the isolation the worker is
+started under (:mod:`.isolation`).
+
+Everything runs in one namespace: the program's globals, then the tests' module-level setup.
+``TestResult.line`` is the program line of the innermost traceback frame inside the program
+(``None`` when the exception never passed through program code, e.g. a wrong return value).
+The worker kills the child's group at the wall timeout; RLIMIT_CPU stops busy loops sooner.
+After every program a worker that is PID 1 of its own PID namespace SIGKILLs every other process
+in it (``kill(-1)``), so nothing a program spawned survives it.
+
+The containment protects the machine, not the verdict: code written to forge its own results
+(by writing to the result pipe) is out of scope.
+
+Standard library only (plus the sibling :mod:`.plan` and :mod:`.result`, also stdlib-only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+if __package__:
+    from .plan import PROGRAM_FILE, plan_tests
+    from .result import assemble
+else:  # run as a script (the worker): the stdlib-only siblings from this file's folder
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from plan import PROGRAM_FILE, plan_tests  # type: ignore[no-redef]
+    from result import assemble  # type: ignore[no-redef]
+
+    del sys.path[0]
+
+_MESSAGE_CHARS = 300
+_MAX_STREAM_BYTES = 8 << 20
+_RESULT_FD = 3
+_PRELOAD = (
+    "typing", "math", "re", "hashlib", "random", "itertools", "collections", "functools",
+    "string", "heapq", "bisect", "fractions", "statistics", "copy", "operator", "decimal",
+    "datetime", "json",
+)  # fmt: skip
+_BLOCKED_MODULES = frozenset(
+    {"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "_testcapi",
+     "_testinternalcapi"}
+)  # fmt: skip
+_BLOCKED_EVENTS = frozenset(
+    {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
+     "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill",
+     "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
+     "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
+     "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata",
+     "resource.setrlimit", "resource.prlimit", "os.setuid", "os.setgid", "webbrowser.open",
+     "os.startfile", "gc.get_objects", "gc.get_referrers", "gc.get_referents"}
+)  # fmt: skip
+_PATH_EVENTS: dict[str, tuple[int, ...]] = {
+    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
+    "os.link": (0, 1), "os.symlink": (1,), "os.chmod": (0,), "os.chown": (0,),
+    "os.truncate": (0,), "os.utime": (0,), "os.chflags": (0,), "os.lchflags": (0,),
+    "os.setxattr": (0,), "os.removexattr": (0,), "shutil.rmtree": (0,),
+    "shutil.copyfile": (1,), "shutil.copymode": (1,), "shutil.copystat": (1,),
+    "shutil.move": (0, 1), "shutil.chown": (0,),
+}  # fmt: skip
+# The worker never imports ``subprocess``: a module the worker has loaded is reachable from a
+# sandboxed program without an import event (``subprocess._posixsubprocess.fork_exec``).
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+
+
+class SandboxViolation(PermissionError):
+    """Raised inside the sandbox when the program attempts something the sandbox forbids."""
+
+
+def _program_line(tb: Any) -> int | None:
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == PROGRAM_FILE:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
+
+
+def _describe(exc: BaseException, step_source: str) -> dict[str, Any]:
+    message = str(exc) or (step_source if isinstance(exc, AssertionError) else "")
+    return {
+        "exception": type(exc).__name__,
+        "line": _program_line(exc.__traceback__),
+        "message": message[:_MESSAGE_CHARS],
+    }
+
+
+def execute(
+    job: dict[str, Any], emit: Callable[[dict[str, Any]], None], violations: list[str]
+) -> None:
+    """Run one job's program and tests in this process, emitting one record per event."""
+    try:
+        steps, param, target = plan_tests(job["tests"])
+    except SyntaxError as exc:
+        emit({"t": "tests_error", "message": f"{type(exc).__name__}: {exc}"[:_MESSAGE_CHARS]})
+        return
+    names = [s.name for s in steps if s.name is not None]
+    emit({"t": "plan", "names": names})
+    ns: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": __builtins__}
+    try:
+        exec(compile(job["program"], PROGRAM_FILE, "exec"), ns)  # noqa: S102 - the sandbox's job
+    except BaseException as exc:  # noqa: BLE001 - the program's own failure is the result
+        record = _describe(exc, "")
+        if isinstance(exc, SyntaxError):
+            record["line"] = exc.lineno
+        emit({"t": "load", "syntax": isinstance(exc, SyntaxError), **record})
+        return
+    entry = target or job.get("entry_point")
+    if param is not None:
+        ns[param] = ns.get(entry) if entry else None
+    index = 0
+    setup_error: dict[str, Any] | None = None
+    for step in steps:
+        before = len(violations)
+        record: dict[str, Any] | None = None
+        if setup_error is not None and step.name is not None:
+            record = {**setup_error, "message": f"setup failed: {setup_error['message']}"}
+        else:
+            try:
+                exec(step.code, ns)  # noqa: S102 - the sandbox's job
+                if step.call is not None:
+                    ns[step.call]()
+            except MemoryError as exc:
+                record = _describe(exc, step.source)
+                emit({"t": "memory"})
+            except BaseException as exc:  # noqa: BLE001 - tests may raise anything
+                record = _describe(exc, step.source)
+        if len(violations) > before:
+            record = {"exception": "SandboxViolation", "line": None, "message": violations[-1]}
+        if step.name is None:
+            if record is not None and setup_error is None:
+                setup_error = record
+            continue
+        emit({"t": "result", "i": index, "passed": record is None, **(record or {})})
+        index += 1
+    emit({"t": "end"})
+
+
+def _install_guard(root: str, violations: list[str]) -> None:
+    """Audit hook: block writes outside ``root``, processes, network, ctypes (see docstring)."""
+    root = os.path.realpath(root)
+    prefix = root + os.sep
+    realpath, join, fsdecode, getcwd = os.path.realpath, os.path.join, os.fsdecode, os.getcwd
+    busy = [False]
+
+    def outside(path: Any) -> bool:
+        if isinstance(path, int) or path is None:
+            return False
+        text = fsdecode(path) if isinstance(path, (bytes, os.PathLike)) else str(path)
+        if text == os.devnull:
+            return False
+        full = realpath(join(getcwd(), text))
+        return full != root and not full.startswith(prefix)
+
+    def block(what: str) -> None:
+        violations.append(what[:_MESSAGE_CHARS])
+        raise SandboxViolation(f"sandbox: {what}")
+
+    def hook(event: str, args: tuple[Any, ...]) -> None:
+        if busy[0]:
+            return
+        if event == "open":
+            path, mode, flags = args
+            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(
+                (flags or 0) & _WRITE_FLAGS
+            )
+            if not writing:
+                return
+            busy[0] = True
+            try:
+                bad = outside(path)
+            finally:
+                busy[0] = False
+            if bad:
+                block(f"write outside the sandbox: {path!r}")
+        elif event in _PATH_EVENTS:
+            busy[0] = True
+            try:
+                bad = [args[i] for i in _PATH_EVENTS[event] if i < len(args) and outside(args[i])]
+            finally:
+                busy[0] = False
+            if bad:
+                block(f"{event} outside the sandbox: {bad[0]!r}")
+        elif event in _BLOCKED_EVENTS:
+            block(f"{event} is not allowed")
+        elif event == "import" and args[0].partition(".")[0] in _BLOCKED_MODULES:
+            block(f"import of {args[0]} is not allowed")
+
+    sys.addaudithook(hook)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def _child(job: dict[str, Any], tmp: str, wfd: int) -> None:
+    """In the forked child: isolate, limit, guard, run the job, stream records to ``wfd``."""
+    os.setsid()
+    devnull = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(devnull, fd)
+    if wfd != _RESULT_FD:
+        os.dup2(wfd, _RESULT_FD)
+    os.closerange(_RESULT_FD + 1, resource.getrlimit(resource.RLIMIT_NOFILE)[0])
+    os.chdir(tmp)
+    os.environ.clear()
+    os.environ.update({"PATH": "/usr/bin:/bin", "HOME": tmp, "TMPDIR": tmp, "LANG": "C.UTF-8"})
+    tempfile.tempdir = tmp
+    sys.dont_write_bytecode = True
+    lim = job["limits"]
+    mem = lim["memory_mb"] << 20
+    fsize = lim["file_size_mb"] << 20
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_CPU, (lim["cpu_seconds"], lim["cpu_seconds"] + 1))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
+    resource.setrlimit(resource.RLIMIT_NPROC, (lim["max_processes"], lim["max_processes"]))
+    resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
+    for name in _BLOCKED_MODULES:
+        sys.modules.pop(name, None)
+    violations: list[str] = []
+    _install_guard(tmp, violations)
+
+    def emit(record: dict[str, Any]) -> None:
+        _write_all(_RESULT_FD, (json.dumps(record) + "\n").encode())
+
+    execute(job, emit, violations)
+
+
+def _parse_stream(data: bytes) -> list[dict[str, Any]]:
+    records = []
+    for raw in data.split(b"\n"):
+        try:
+            records.append(json.loads(raw))
+        except ValueError:
+            continue
+    return records
+
+
+def _reap_namespace() -> None:
+    """As PID 1 of our own PID namespace: kill every other process in it and reap them."""
+    if os.getpid() != 1:
+        return
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            return
+
+
+def run_job(job: dict[str, Any], base: str) -> dict[str, Any]:
+    """Fork a child that runs ``job`` under the limits; return the RunResult dict."""
+    lim = job["limits"]
+    tmp = tempfile.mkdtemp(prefix="run-", dir=base)
+    start = time.monotonic()
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(rfd)
+            _child(job, tmp, wfd)
+        finally:
+            os._exit(0)
+    os.close(wfd)
+    deadline = start + lim["wall_timeout"]
+    chunks: list[bytes] = []
+    size = 0
+    timed_out = False
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            timed_out = True
+            break
+        ready, _, _ = select.select([rfd], [], [], remaining)
+        if not ready:
+            continue
+        chunk = os.read(rfd, 1 << 16)
+        if not chunk:
+            break
+        if size < _MAX_STREAM_BYTES:
+            chunks.append(chunk)
+            size += len(chunk)
+    os.close(rfd)
+    while not timed_out:
+        done, status, usage = os.wait4(pid, os.WNOHANG)
+        if done:
+            break
+        timed_out = time.monotonic() >= deadline
+        time.sleep(0.0005)
+    if timed_out:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                continue
+        _, status, usage = os.wait4(pid, 0)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    _reap_namespace()
+    duration = time.monotonic() - start
+    shutil.rmtree(tmp, ignore_errors=True)
+    records = _parse_stream(b"".join(chunks))
+    reason = None
+    if timed_out:
+        reason = "timeout"
+    elif os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        cpu = usage.ru_utime + usage.ru_stime
+        if sig == signal.SIGXCPU or (sig == signal.SIGKILL and cpu >= lim["cpu_seconds"] - 0.05):
+            reason = "timeout"
+        elif sig == signal.SIGXFSZ:
+            reason = "file-size"
+        elif any(r.get("t") == "memory" for r in records) or (
+            usage.ru_maxrss * 1024 >= 0.9 * (lim["memory_mb"] << 20)
+        ):
+            reason = "memory"
+        else:
+            reason = "killed"
+    return assemble(records, reason, duration)
+
+
+def _worker_main(base: str) -> None:
+    """Worker loop: one JSON job per stdin line, one JSON result per stdout line."""
+    for name in _PRELOAD:
+        __import__(name)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    out = sys.stdout
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            result = run_job(json.loads(line), base)
+        except Exception as exc:  # noqa: BLE001 - report, keep serving
+            result = {
+                "passed": 0, "failed": 0, "tests": [], "duration": 0.0,
+                "error": "sandbox", "detail": f"{type(exc).__name__}: {exc}",
+            }  # fmt: skip
+        out.write(json.dumps(result) + "\n")
+        out.flush()
+
+
+def _main(argv: list[str]) -> None:
+    """Script entry: ``--worker BASE`` (pool worker) or ``--once BASE`` (one job, Docker)."""
+    mode, base = argv[0], argv[1]
+    if mode == "--worker":
+        _worker_main(base)
+    elif mode == "--once":
+        result = run_job(json.loads(sys.stdin.readline()), base)
+        sys.stdout.write(json.dumps(result) + "\n")
+    else:
+        raise SystemExit(f"usage: {Path(__file__).name} --worker|--once BASE")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])
