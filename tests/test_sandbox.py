@@ -203,8 +203,10 @@ def test_network_connect_is_blocked(sandbox):
 def test_network_namespace_has_no_route_without_the_hook(sandbox):
     if not sandbox.isolation.network:
         pytest.skip("no network namespace on this machine")
-    # the empty namespace has only its (down) loopback, whatever the audit hook does
-    r = sandbox.run("import socket\n", ["assert [n for _, n in socket.if_nameindex()] == ['lo']"])
+    # the empty namespace has only its loopback, whatever the audit hook does (read from /proc:
+    # under bubblewrap the seccomp filter refuses the socket if_nameindex() would open)
+    lines = "open('/proc/self/net/dev').read().splitlines()[2:]"
+    r = sandbox.run("", [f"assert [x.split(':')[0].strip() for x in {lines}] == ['lo']"])
     assert r.all_passed, r.summary()
 
 

@@ -8,15 +8,16 @@ under, :mod:`.pool` keeps the pre-forked workers and the result cache (:class:`S
 """
 
 from .child import SandboxViolation, execute, run_job
-from .config import SandboxConfig
+from .config import ALLOW_WEAK_ENV, SandboxConfig
 from .docker import docker_available, resolve_backend
-from .isolation import SANDBOX_UID, Isolation, detect_isolation
+from .isolation import SANDBOX_UID, Isolation, SandboxUnavailable, detect_isolation, seccomp_filter
 from .plan import PROGRAM_FILE, TESTS_FILE, plan_tests
 from .pool import CHILD_SCRIPT, Job, Sandbox
 from .result import RunResult, TestResult
 
 __all__ = [
-    "CHILD_SCRIPT", "PROGRAM_FILE", "SANDBOX_UID", "TESTS_FILE", "Isolation", "Job", "RunResult",
-    "Sandbox", "SandboxConfig", "SandboxViolation", "TestResult", "detect_isolation",
-    "docker_available", "execute", "plan_tests", "resolve_backend", "run_job",
+    "ALLOW_WEAK_ENV", "CHILD_SCRIPT", "PROGRAM_FILE", "SANDBOX_UID", "TESTS_FILE", "Isolation",
+    "Job", "RunResult", "Sandbox", "SandboxConfig", "SandboxUnavailable", "SandboxViolation",
+    "TestResult", "detect_isolation", "docker_available", "execute", "plan_tests",
+    "resolve_backend", "run_job", "seccomp_filter",
 ]  # fmt: skip

@@ -13,7 +13,7 @@ hook): it turns the common escapes into a clear ``SandboxViolation`` that fails 
 even when the program catches it.  It blocks opening for writing, creating, removing, renaming or
 changing files outside the temp dir; process creation (``os.fork``, ``subprocess.Popen``,
 ``os.system``, ``os.exec*``, ``os.posix_spawn``, ``os.spawn*``) and signals; socket
-connect/bind/send and name lookups; ctypes; changing rlimits; importing ``ctypes``,
+creation (other than AF_UNIX), connect/bind/send and name lookups; ctypes; changing rlimits; importing ``ctypes``,
 ``_posixsubprocess`` and other escape hatches.  The boundary is the isolation the worker is
 started under (:mod:`.isolation`).
 
@@ -86,6 +86,7 @@ _PATH_EVENTS: dict[str, tuple[int, ...]] = {
 }  # fmt: skip
 # The worker never imports ``subprocess``: a module the worker has loaded is reachable from a
 # sandboxed program without an import event (``subprocess._posixsubprocess.fork_exec``).
+_AF_UNIX = 1
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
@@ -209,6 +210,8 @@ def _install_guard(root: str, violations: list[str]) -> None:
                 block(f"{event} outside the sandbox: {bad[0]!r}")
         elif event in _BLOCKED_EVENTS:
             block(f"{event} is not allowed")
+        elif event == "socket.__new__" and args[1] != _AF_UNIX:
+            block(f"sockets of address family {args[1]} are not allowed")
         elif event == "import" and args[0].partition(".")[0] in _BLOCKED_MODULES:
             block(f"import of {args[0]} is not allowed")
 
@@ -351,11 +354,51 @@ def run_job(job: dict[str, Any], base: str) -> dict[str, Any]:
     return assemble(records, reason, duration)
 
 
-def _worker_main(base: str) -> None:
+def _drop_privileges(uid: int) -> None:
+    """Become ``uid`` (group the same, no supplementary groups); root's capabilities go with it."""
+    os.setgroups([])
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise SystemExit(f"could not drop to uid {uid}")
+
+
+def _wipe(folders: tuple[str, ...]) -> None:
+    """Remove everything the worker can remove in ``folders`` (its private tmpfs, /dev/shm)."""
+    for folder in folders:
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    continue
+
+
+def _capabilities() -> int:
+    """The effective capability mask of this process (0 without /proc)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("CapEff:"):
+                    return int(line.split()[1], 16)
+    except OSError:
+        pass
+    return 0
+
+
+def _worker_main(base: str, wipe: bool) -> None:
     """Worker loop: one JSON job per stdin line, one JSON result per stdout line."""
     for name in _PRELOAD:
         __import__(name)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    scratch = (base, "/dev/shm") if wipe else ()
     out = sys.stdout
     for line in sys.stdin:
         if not line.strip():
@@ -367,20 +410,31 @@ def _worker_main(base: str) -> None:
                 "passed": 0, "failed": 0, "tests": [], "duration": 0.0,
                 "error": "sandbox", "detail": f"{type(exc).__name__}: {exc}",
             }  # fmt: skip
+        _wipe(scratch)
         out.write(json.dumps(result) + "\n")
         out.flush()
 
 
 def _main(argv: list[str]) -> None:
-    """Script entry: ``--worker BASE`` (pool worker) or ``--once BASE`` (one job, Docker)."""
-    mode, base = argv[0], argv[1]
-    if mode == "--worker":
-        _worker_main(base)
+    """Script entry: ``--worker BASE`` (pool worker), ``--once BASE`` (one job, Docker) or
+    ``--probe`` (print what the sandbox looks like from inside), each optionally followed by
+    ``--uid N`` (drop to that user first) and ``--wipe`` (empty BASE and /dev/shm after each
+    program: the worker's private tmpfs)."""
+    mode = argv[0]
+    rest = argv[1:] if mode == "--probe" else argv[2:]
+    if "--uid" in rest:
+        _drop_privileges(int(rest[rest.index("--uid") + 1]))
+    if mode == "--probe":
+        facts = {"pid": os.getpid(), "uid": os.getuid(), "caps": _capabilities(),
+                 "root": sorted(os.listdir("/"))}  # fmt: skip
+        sys.stdout.write(json.dumps(facts) + "\n")
+    elif mode == "--worker":
+        _worker_main(argv[1], "--wipe" in rest)
     elif mode == "--once":
-        result = run_job(json.loads(sys.stdin.readline()), base)
+        result = run_job(json.loads(sys.stdin.readline()), argv[1])
         sys.stdout.write(json.dumps(result) + "\n")
     else:
-        raise SystemExit(f"usage: {Path(__file__).name} --worker|--once BASE")
+        raise SystemExit(f"usage: {Path(__file__).name} --worker|--once BASE [--uid N] [--wipe]")
 
 
 if __name__ == "__main__":

@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+ALLOW_WEAK_ENV = "TRUSTFIX_SANDBOX__ALLOW_WEAK"
+"""Environment variable giving ``SandboxConfig.allow_weak`` its default (``1``/``true``)."""
+
+
+def _env_allows_weak() -> bool:
+    """``allow_weak``'s default: true only when ``TRUSTFIX_SANDBOX__ALLOW_WEAK`` says so."""
+    return os.environ.get(ALLOW_WEAK_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 @dataclass
@@ -26,7 +34,24 @@ class SandboxConfig:
     workers: int = 2
     """Pre-forked worker processes (one per core), i.e. programs run in parallel."""
     network_isolation: bool = True
-    """Start workers in an empty network namespace (``unshare --net``) when the kernel allows."""
+    """Weak isolation only: start workers in an empty network namespace (``unshare --net``) when
+    the kernel allows (bubblewrap always unshares the network)."""
+    isolation: str = "auto"
+    """Subprocess backend: ``bwrap`` (bubblewrap, refuse when it cannot run), ``weak`` (namespaces,
+    privilege drop and the audit hook only; needs ``allow_weak``), ``auto`` (bubblewrap when it
+    runs here, else weak if ``allow_weak``, else refuse)."""
+    allow_weak: bool = field(default_factory=_env_allows_weak)
+    """Run untrusted code without bubblewrap (logged as a warning at start); default false, or
+    the value of ``TRUSTFIX_SANDBOX__ALLOW_WEAK``.  Without it a sandbox that cannot start
+    bubblewrap raises ``SandboxUnavailable`` instead of falling back."""
+    bwrap: str = "bwrap"
+    """The bubblewrap executable (a name looked up on PATH, or a path)."""
+    seccomp: bool = True
+    """Under bubblewrap, load a seccomp filter (see :func:`.isolation.seccomp_filter`) where the
+    machine's architecture is known (x86_64, aarch64)."""
+    tmp_mb: int = 64
+    """Under bubblewrap: size of each worker's private tmpfs (``/tmp``, where the programs' temp
+    dirs are), in MiB."""
     backend: str = "auto"
     """``auto`` (Docker when ``docker info`` answers, else subprocess), ``subprocess``, ``docker``."""
     docker_image: str = "python:3.11-slim"
@@ -34,7 +59,7 @@ class SandboxConfig:
     cache_size: int = 20_000
     """Results kept in the in-memory LRU cache keyed by sha256 of (program, tests, entry point)."""
     temp_root: str = ""
-    """Where the per-program temp dirs are made; empty: /dev/shm when writable (a tmpfs: creating
+    """Weak isolation: where the per-program temp dirs are made; empty: /dev/shm when writable (a tmpfs: creating
     and removing a dir there costs microseconds, on a journaling disk milliseconds), else the
     system temp dir."""
 

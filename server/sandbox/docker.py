@@ -73,5 +73,3 @@ class DockerRunner:
 
     def close(self) -> None:
         """Nothing persistent to stop."""
-
-

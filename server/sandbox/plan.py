@@ -127,4 +127,3 @@ def plan_tests(tests: str | Sequence[str]) -> tuple[list[_Step], str | None, str
             if seen[step.name] > 1:
                 step.name = f"{step.name}#{seen[step.name]}"
     return steps, param, target
-

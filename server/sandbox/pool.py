@@ -11,7 +11,6 @@ import queue
 import select
 import shutil
 import subprocess
-import sys
 import tempfile
 import threading
 from collections.abc import Sequence
@@ -19,9 +18,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config import SandboxConfig
+from .config import ALLOW_WEAK_ENV, SandboxConfig
 from .docker import DockerRunner, resolve_backend
-from .isolation import SANDBOX_UID, Isolation, detect_isolation
+from .isolation import SANDBOX_UID, Isolation, SandboxUnavailable, detect_isolation
 from .result import RunResult, error_result
 
 if TYPE_CHECKING:
@@ -37,24 +36,25 @@ def _clean_env() -> dict[str, str]:
     return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
-
 class _Worker:
     """Parent-side handle of one pre-forked worker process."""
 
     def __init__(self, iso: Isolation, base: str, wall_timeout: float) -> None:
-        self._cmd = [*iso.prefix, sys.executable, "-I", str(CHILD_SCRIPT), "--worker", base]
-        self._base = base
+        self._iso = iso
+        self._argv = [iso.python, "-I", iso.script or str(CHILD_SCRIPT), "--worker",
+                      iso.base or base, *iso.worker_args]  # fmt: skip
+        self._cwd = base or "/"
         self._grace = wall_timeout + 30.0
         self._proc: subprocess.Popen[bytes] | None = None
 
     def _start(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
-            self._proc = subprocess.Popen(
-                self._cmd,
+            self._proc = self._iso.popen(
+                self._argv,
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,
-                cwd=self._base,
+                cwd=self._cwd,
                 env=_clean_env(),
                 start_new_session=True,
             )
@@ -99,8 +99,29 @@ class _Worker:
             proc.stdout.close()
 
 
-
 Job = tuple[str, "str | Sequence[str]", "str | None"]
+
+
+def _checked_isolation(cfg: SandboxConfig) -> Isolation:
+    """The workers' isolation; weak only when allowed (and then said loudly), else refuse."""
+    cfg_iso = detect_isolation(cfg.network_isolation, cfg.isolation, cfg.bwrap, cfg.tmp_mb,
+                               cfg.seccomp)  # fmt: skip
+    if cfg_iso.strong:
+        return cfg_iso
+    if cfg.isolation == "bwrap" or not cfg.allow_weak:
+        raise SandboxUnavailable(
+            f"the sandbox refuses to run untrusted code: {cfg_iso.reason}. Install bubblewrap "
+            f"(make install does, as root) or set sandbox.allow_weak = true "
+            f"(SandboxConfig(allow_weak=True) or {ALLOW_WEAK_ENV}=1) to run it with namespaces "
+            f"and the audit hook only"
+        )
+    log.warning(
+        "SANDBOX IS WEAK: untrusted code runs without bubblewrap (%s); only %s protect this "
+        "machine, because sandbox.allow_weak = true",
+        cfg_iso.reason,
+        cfg_iso.describe(),
+    )
+    return cfg_iso
 
 
 class Sandbox:
@@ -110,9 +131,9 @@ class Sandbox:
         self.cfg = cfg or SandboxConfig()
         self.backend = resolve_backend(self.cfg.backend)
         self.isolation = (
-            detect_isolation(self.cfg.network_isolation)
+            _checked_isolation(self.cfg)
             if self.backend == "subprocess"
-            else Isolation(("docker",), True, True, "nobody")
+            else Isolation(("docker",), True, True, "nobody", tool="docker", mounts=True)
         )
         self.executions = 0
         """Programs actually executed (cache misses)."""
@@ -131,14 +152,16 @@ class Sandbox:
                 if self.backend == "docker":
                     runners: list[_Worker | DockerRunner] = [DockerRunner(self.cfg)] * n
                 else:
-                    self._base = tempfile.mkdtemp(
-                        prefix="trustfix-sandbox-", dir=self.cfg.temp_dir_root()
-                    )
-                    os.chmod(self._base, 0o711)
-                    if self.isolation.user == "nobody":
-                        os.chown(self._base, SANDBOX_UID, SANDBOX_UID)
+                    if not self.isolation.base:  # weak: the temp dirs are on the host
+                        self._base = tempfile.mkdtemp(
+                            prefix="trustfix-sandbox-", dir=self.cfg.temp_dir_root()
+                        )
+                        os.chmod(self._base, 0o711)
+                        if self.isolation.user == "nobody":
+                            os.chown(self._base, SANDBOX_UID, SANDBOX_UID)
                     runners = [
-                        _Worker(self.isolation, self._base, self.cfg.wall_timeout) for _ in range(n)
+                        _Worker(self.isolation, self._base or "", self.cfg.wall_timeout)
+                        for _ in range(n)
                     ]
                 self._all = runners
                 for r in runners:
@@ -244,4 +267,3 @@ class Sandbox:
             self.close()
         except Exception:
             log.debug("sandbox close at shutdown failed", exc_info=True)
-

@@ -143,7 +143,6 @@ def assemble(records: list[dict[str, Any]], reason: str | None, duration: float)
     }
 
 
-
 def error_result(reason: str) -> dict[str, Any]:
     """The RunResult dict of a run that went wrong as a whole before any test ran."""
     return {"passed": 0, "failed": 0, "tests": [], "error": reason, "duration": 0.0}
