@@ -5,6 +5,7 @@ PY := $(VENV)/bin/python
 # torch is pinned to the CPU build that lies on disk here; elsewhere: make CONSTRAINTS=/dev/null
 CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.installed
+APT_BWRAP := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 bubblewrap >/dev/null 2>&1
 
 .PHONY: install test demo bench clean
 
@@ -14,6 +15,10 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	@# the sandbox's isolation tool: apt as root where there is apt; otherwise say so and go on
+	@command -v bwrap >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null 2>&1 \
+	  && { $(APT_BWRAP) || { apt-get update -qq >/dev/null 2>&1 && $(APT_BWRAP); }; }; } \
+	  || echo "bubblewrap not installed: the sandbox refuses untrusted code unless sandbox.allow_weak (README, Sandbox)"
 	touch $(STAMP)
 
 test: $(STAMP)
