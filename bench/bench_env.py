@@ -3,8 +3,9 @@
 Run ``python -m trustfix.bench.bench_env`` (``make bench``).  Prints:
 
 * sandbox throughput on the 164 canonical HumanEval solutions with the result cache cold
-  (a fresh Sandbox per run, its workers started before the clock), median of 3 runs, and for
-  reference a naive run that starts one interpreter per program (``sandbox/child.py --once``) with
+  (a fresh Sandbox per run, its workers started before the clock), median of 3 runs, under the
+  sandbox's isolation (bubblewrap) and, interleaved, under the weak isolation (what the sandbox
+  used before bubblewrap: namespaces and the audit hook), and for reference a naive run that starts one interpreter per program (``sandbox/child.py --once``) with
   the same parallelism, and the ratio;
 * task build time (cold, then from the JSON cache);
 * proposer coverage: share of tasks (and of the 164 problems) whose true fix is among the first
@@ -16,6 +17,7 @@ Run ``python -m trustfix.bench.bench_env`` (``make bench``).  Prints:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -86,24 +88,31 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--oracle-tasks", type=int, default=20, help="tasks for oracle CCS")
     parser.add_argument("--runs", type=int, default=3, help="throughput runs (median)")
+    parser.add_argument("--sandbox-only", action="store_true", help="only the sandbox throughput")
     args = parser.parse_args(argv)
 
     cfg = SandboxConfig()
+    weak = dataclasses.replace(cfg, isolation="weak", allow_weak=True)
     jobs = humaneval_jobs()
-    with Sandbox(cfg) as probe:
-        iso = probe.isolation
-    print(f"sandbox backend: {probe.backend}; isolation: network={iso.network} "
-          f"pid_namespace={iso.pid_namespace} user={iso.user} audit_hook={iso.audit_hook}")  # fmt: skip
-    rates, ok = [], True
-    for _ in range(args.runs):
+    for name, c in (("sandbox", cfg), ("reference (weak)", weak)):
+        with Sandbox(c) as probe:
+            print(f"{name} backend: {probe.backend}; isolation: {probe.isolation.describe()}")
+    rates, weak_rates, ok = [], [], True
+    for _ in range(args.runs):  # interleaved, so that both see the same load
         rate, passed = sandbox_throughput(jobs, cfg)
         rates.append(rate)
         ok = ok and passed
-    pooled = statistics.median(rates)
-    naive = naive_throughput(jobs, cfg)
+        weak_rates.append(sandbox_throughput(jobs, weak)[0])
+    pooled, pooled_weak = statistics.median(rates), statistics.median(weak_rates)
     print(f"sandbox throughput: {pooled:.1f} programs/s (median of {args.runs}: "
           f"{', '.join(f'{r:.1f}' for r in rates)}; {cfg.workers} workers, cache cold; "
           f"all 164 canonical solutions pass: {ok})")  # fmt: skip
+    print(f"weak isolation (namespaces + audit hook, no bubblewrap), same run: "
+          f"{pooled_weak:.1f} programs/s (runs {', '.join(f'{r:.1f}' for r in weak_rates)}); "
+          f"isolated/weak = {pooled / pooled_weak:.2f}")  # fmt: skip
+    if args.sandbox_only:
+        return
+    naive = naive_throughput(jobs, weak)
     print(f"naive one-interpreter-per-program: {naive:.1f} programs/s; "
           f"pre-forked pool is {pooled / naive:.1f}x faster")  # fmt: skip
 

@@ -5,18 +5,22 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from trustfix.server.sandbox import (
+    ALLOW_WEAK_ENV,
     RunResult,
     Sandbox,
     SandboxConfig,
+    SandboxUnavailable,
     docker_available,
     plan_tests,
     resolve_backend,
+    seccomp_filter,
 )
 
 TIGHT = SandboxConfig(cpu_seconds=1, memory_mb=256, wall_timeout=1.5, workers=2)
@@ -280,3 +284,26 @@ def test_no_process_spawning_module_is_preloaded_in_the_child(sandbox):
     ]
     r = sandbox.run("import sys\n", checks)
     assert r.all_passed, r.summary()
+
+
+def test_without_bubblewrap_the_sandbox_refuses_unless_weak_is_allowed(monkeypatch, caplog):
+    monkeypatch.delenv(ALLOW_WEAK_ENV, raising=False)
+    missing = "/nonexistent/bwrap"
+    with pytest.raises(SandboxUnavailable, match="allow_weak"):
+        Sandbox(SandboxConfig(bwrap=missing, workers=1))
+    with pytest.raises(SandboxUnavailable, match="not found"):
+        Sandbox(SandboxConfig(bwrap=missing, isolation="bwrap", allow_weak=True, workers=1))
+    monkeypatch.setenv(ALLOW_WEAK_ENV, "true")
+    assert SandboxConfig().allow_weak
+    with caplog.at_level("WARNING"), Sandbox(SandboxConfig(bwrap=missing, workers=1)) as sb:
+        assert not sb.isolation.strong and not sb.isolation.mounts
+        assert sb.run("def f():\n    return 2\n", ["assert f() == 2"]).all_passed
+    assert any("SANDBOX IS WEAK" in r.getMessage() for r in caplog.records)
+
+
+def test_seccomp_filter_is_well_formed():
+    prog = seccomp_filter("x86_64")
+    assert len(prog) % 8 == 0 and 60 < len(prog) // 8 < 4096  # BPF_MAXINSNS
+    code, _, _, k = struct.unpack("=HBBI", prog[-8:])
+    assert (code, k) == (0x06, 0x7FFF0000)  # ends by allowing what was not refused
+    assert seccomp_filter("aarch64") != prog and seccomp_filter("sparc") == b""

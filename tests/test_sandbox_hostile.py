@@ -362,3 +362,25 @@ def test_the_sandbox_still_works_after_the_attacks(sandbox, stand_ins):
     r = sandbox.run(program, ["assert f() == 'ok'", "assert os.getuid() != 0"])
     assert r.all_passed, r.summary()
     assert stand_ins.key.read_text() == SECRET and (stand_ins.victim / "keep.txt").exists()
+
+
+def test_kernel_interfaces_are_refused_by_the_seccomp_filter(sandbox, unchanged):
+    if not sandbox.isolation.seccomp:
+        pytest.skip("no seccomp filter on this architecture")
+    body = """
+ctypes = _disable_hook()
+libc = ctypes.CDLL(None, use_errno=True)
+calls = {'unshare(CLONE_NEWUSER)': lambda: libc.unshare(0x10000000),
+         'ptrace(PTRACE_ATTACH, 1)': lambda: libc.ptrace(16, 1, 0, 0),
+         'mount(tmpfs)': lambda: libc.mount(b'none', b'/tmp', b'tmpfs', 0, None),
+         'socket(AF_INET)': lambda: libc.socket(2, 1, 0)}
+refused = {name: (call(), ctypes.get_errno()) for name, call in calls.items()}
+refused['filtered'] = 'Seccomp:\t2' in open('/proc/self/status').read()
+assert refused == {}, refused
+"""
+    r = _attack(sandbox, body, hook_off=True)
+    message = r.tests[0].message
+    # the process is filtered (seccomp mode 2); unshare, ptrace, mount fail with EPERM, and an
+    # AF_INET socket (which an empty network namespace alone would allow) with EAFNOSUPPORT
+    assert message.count("(-1, 1)") == 3 and "'socket(AF_INET)': (-1, 97)" in message, message
+    assert "'filtered': True" in message, message
