@@ -366,7 +366,7 @@ def test_the_sandbox_still_works_after_the_attacks(sandbox, stand_ins):
 
 def test_kernel_interfaces_are_refused_by_the_seccomp_filter(sandbox, unchanged):
     if not sandbox.isolation.seccomp:
-        pytest.skip("no seccomp filter on this architecture")
+        pytest.skip("no seccomp filter here (weak isolation, or an unknown architecture)")
     body = """
 ctypes = _disable_hook()
 libc = ctypes.CDLL(None, use_errno=True)
