@@ -307,3 +307,10 @@ def test_seccomp_filter_is_well_formed():
     code, _, _, k = struct.unpack("=HBBI", prog[-8:])
     assert (code, k) == (0x06, 0x7FFF0000)  # ends by allowing what was not refused
     assert seccomp_filter("aarch64") != prog and seccomp_filter("sparc") == b""
+
+
+def test_the_worker_script_modules_are_not_visible_under_short_names(sandbox):
+    checks = ["assert 'plan' not in sys.modules and 'result' not in sys.modules",
+              "import importlib.util\nassert importlib.util.find_spec('plan') is None"]  # fmt: skip
+    r = sandbox.run("import sys\n", checks)
+    assert r.all_passed, r.summary()

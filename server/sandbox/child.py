@@ -54,6 +54,8 @@ else:  # run as a script (the worker): the stdlib-only siblings from this file's
     from result import assemble  # type: ignore[no-redef]
 
     del sys.path[0]
+    for _name in ("plan", "result"):  # not importable by those names from a program
+        del sys.modules[_name]
 
 _MESSAGE_CHARS = 300
 _MAX_STREAM_BYTES = 8 << 20

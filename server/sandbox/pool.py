@@ -104,13 +104,12 @@ Job = tuple[str, "str | Sequence[str]", "str | None"]
 
 def _checked_isolation(cfg: SandboxConfig) -> Isolation:
     """The workers' isolation; weak only when allowed (and then said loudly), else refuse."""
-    cfg_iso = detect_isolation(cfg.network_isolation, cfg.isolation, cfg.bwrap, cfg.tmp_mb,
-                               cfg.seccomp)  # fmt: skip
-    if cfg_iso.strong:
-        return cfg_iso
+    iso = detect_isolation(cfg.network_isolation, cfg.isolation, cfg.bwrap, cfg.tmp_mb, cfg.seccomp)
+    if iso.strong:
+        return iso
     if cfg.isolation == "bwrap" or not cfg.allow_weak:
         raise SandboxUnavailable(
-            f"the sandbox refuses to run untrusted code: {cfg_iso.reason}. Install bubblewrap "
+            f"the sandbox refuses to run untrusted code: {iso.reason}. Install bubblewrap "
             f"(make install does, as root) or set sandbox.allow_weak = true "
             f"(SandboxConfig(allow_weak=True) or {ALLOW_WEAK_ENV}=1) to run it with namespaces "
             f"and the audit hook only"
@@ -118,10 +117,10 @@ def _checked_isolation(cfg: SandboxConfig) -> Isolation:
     log.warning(
         "SANDBOX IS WEAK: untrusted code runs without bubblewrap (%s); only %s protect this "
         "machine, because sandbox.allow_weak = true",
-        cfg_iso.reason,
-        cfg_iso.describe(),
+        iso.reason,
+        iso.describe(),
     )
-    return cfg_iso
+    return iso
 
 
 class Sandbox:

@@ -4,8 +4,7 @@
 CPU), ``memory`` (a MemoryError or the address-space limit), ``file-size``, ``killed`` (another
 signal), ``syntax`` (the program does not compile), ``load`` (it raises on import), ``blocked``
 (a sandbox violation), ``exit`` (it exited before the tests finished), ``tests`` (the tests do
-not parse), ``sandbox`` (the worker itself failed, or the sandbox refused to run: see
-``RunResult.detail``); ``None`` for a run whose tests merely fail.
+not parse), ``sandbox`` (the worker itself failed); ``None`` for a run whose tests merely fail.
 
 Standard library only: the sandbox's child script imports this module.
 """
