@@ -33,7 +33,7 @@ from .findings import (
     ruff_check_key,
     ruff_format_command,
 )
-from .repairs import DEFAULT_BUDGET, CandidateBudget, allocate, repair_edits
+from .repairs import DEFAULT_BUDGET, CandidateBudget, allocate, edit_parses, repair_edits
 from .units import Unit, parse, region_parses
 
 PROPOSERS: tuple[str, ...] = ("ruff", "ruff-format", "semgrep", "operator", "generative")
@@ -99,11 +99,43 @@ def common_lines(a: list[str], b: list[str]) -> tuple[int, int]:
     return head, tail
 
 
+def _unified_range(start: int, stop: int) -> str:
+    """A hunk's line range as difflib writes it (1-based start, length omitted when 1)."""
+    length = stop - start
+    if length == 1:
+        return str(start + 1)
+    return f"{start if length == 0 else start + 1},{length}"
+
+
+def _diff_line(prefix: str, line: str) -> str:
+    return prefix + line if line.endswith("\n") else f"{prefix}{line}\n\\ No newline at end of file\n"
+
+
+def _one_hunk(a: list[str], b: list[str], head: int, tail: int, filename: str, context: int) -> str:
+    """The diff of a change whose old and new windows share no line: one hunk, as difflib
+    writes it (without running its matcher)."""
+    stop_a, stop_b = len(a) - tail, len(b) - tail
+    lo, after = max(0, head - context), min(context, tail)
+    lines = [f"--- a/{filename}\n", f"+++ b/{filename}\n"]
+    lines.append(f"@@ -{_unified_range(lo, stop_a + after)} +{_unified_range(lo, stop_b + after)} @@\n")
+    lines += [_diff_line(" ", line) for line in a[lo:head]]
+    lines += [_diff_line("-", line) for line in a[head:stop_a]]
+    lines += [_diff_line("+", line) for line in b[head:stop_b]]
+    lines += [_diff_line(" ", line) for line in a[stop_a : stop_a + after]]
+    return "".join(lines)
+
+
 def unified_diff(old: str, new: str, filename: str = "unit.py", context: int = 3) -> str:
-    """The unified diff from ``old`` to ``new``, computed on the changed window only (fast on
-    large files); hunk line numbers refer to the whole files."""
+    """The unified diff from ``old`` to ``new`` (difflib's output, a missing final newline marked
+    ``\\ No newline at end of file``), computed on the changed window only (fast on large files;
+    one hunk written directly when the old and new lines share none); hunk line numbers refer to
+    the whole files."""
+    if old == new:
+        return ""
     a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
     head, tail = common_lines(a, b)
+    if set(a[head : len(a) - tail]).isdisjoint(b[head : len(b) - tail]):
+        return _one_hunk(a, b, head, tail, filename, context)
     start = max(0, head - context)
     stop_a, stop_b = len(a) - max(0, tail - context), len(b) - max(0, tail - context)
     lines = []
@@ -114,7 +146,9 @@ def unified_diff(old: str, new: str, filename: str = "unit.py", context: int = 3
         if match:
             old_start, new_start = int(match[1]) + start, int(match[3]) + start
             text = f"@@ -{old_start}{match[2] or ''} +{new_start}{match[4] or ''} @@\n"
-        lines.append(text if text.endswith("\n") else text + "\n\\ No newline at end of file\n")
+            lines.append(text)
+        else:
+            lines.append(_diff_line("", text))
     return "".join(lines)
 
 
@@ -284,7 +318,7 @@ def generative_candidates(
 def _parses_like(source: str, candidate: str, unit: Unit) -> bool:
     """Whether ``candidate`` has no syntax error (in the unit's region, when ``source`` already
     had errors elsewhere)."""
-    if not parse(candidate).root_node.has_error:
+    if edit_parses(source, candidate, unit.start_byte, unit.end_byte):
         return True
     if not parse(source).root_node.has_error:
         return False

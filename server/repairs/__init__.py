@@ -10,7 +10,7 @@ narrowing), :mod:`.statements` (return values, wrapping calls, missing statement
 
 from .budget import DEFAULT_BUDGET, CandidateBudget, allocate
 from .core import RepairEdit
-from .engine import FAMILIES, repair_edits
+from .engine import FAMILIES, edit_parses, repair_edits
 
 __all__ = [
     "DEFAULT_BUDGET",

@@ -110,24 +110,59 @@ def _point_of(data: bytes, offset: int) -> Point:
     return Point(row, offset - (data.rfind(b"\n", 0, offset) + 1))
 
 
-def _parses(tree: Tree, data: bytes, site: Site, new: bytes, lo: int, hi: int) -> bool:
-    """Whether the edited source has no syntax error (within [lo, hi) if the original had one)."""
-    inserted = site.replacement.encode()
-    start_point = _point_of(data, site.start)
+def _parses(tree: Tree, data: bytes, start: int, end: int, new: bytes, lo: int, hi: int) -> bool:
+    """Whether ``new`` (``data`` with bytes [start, end) replaced) has no syntax error (within
+    [lo, hi) if ``data`` had one), parsed incrementally from ``tree``."""
+    inserted_end = len(new) - (len(data) - end)
+    start_point = _point_of(data, start)
     edited = tree.copy()
     edited.edit(
-        start_byte=site.start,
-        old_end_byte=site.end,
-        new_end_byte=site.start + len(inserted),
+        start_byte=start,
+        old_end_byte=end,
+        new_end_byte=inserted_end,
         start_point=start_point,
-        old_end_point=_point_of(data, site.end),
-        new_end_point=_point_after(inserted, start_point),
+        old_end_point=_point_of(data, end),
+        new_end_point=_point_after(new[start:inserted_end], start_point),
     )
     root = parse_bytes(new, edited).root_node
     if not tree.root_node.has_error:
         return not root.has_error
-    delta = len(inserted) - (site.end - site.start)
-    return not has_error_in(root, lo, hi + delta)
+    return not has_error_in(root, lo, hi + inserted_end - end)
+
+
+def _common_prefix(a: bytes, b: bytes, limit: int) -> int:
+    """How many bytes ``a`` and ``b`` share at the start (at most ``limit``)."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: bytes, b: bytes, limit: int) -> int:
+    """How many bytes ``a`` and ``b`` share at the end (at most ``limit``)."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid :] == b[len(b) - mid :]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def edit_parses(source: str, new: str, start_byte: int = 0, end_byte: int | None = None) -> bool:
+    """Whether ``new``, ``source`` after one change, has no syntax error (none within the
+    range [start_byte, end_byte), shifted by the change, when ``source`` already had one);
+    parsed incrementally from ``source``'s cached tree."""
+    data, after = source.encode(), new.encode()
+    head = _common_prefix(data, after, min(len(data), len(after)))
+    tail = _common_suffix(data, after, min(len(data), len(after)) - head)
+    hi = len(data) if end_byte is None else end_byte
+    return _parses(parse(source), data, head, len(data) - tail, after, start_byte, hi)
 
 
 def _standalone_edits(
@@ -178,7 +213,7 @@ def repair_edits(
         if new in seen:
             continue
         seen.add(new)
-        if not check or _parses(tree, data, found, new, start_byte, hi):
+        if not check or _parses(tree, data, found.start, found.end, new, start_byte, hi):
             edits.append(
                 RepairEdit(found.family, found.line, found.title, new.decode(), found.rank)
             )
