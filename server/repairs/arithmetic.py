@@ -106,20 +106,23 @@ def _bound_position(node: Node) -> bool:
     return False
 
 
-def _adjust_position(node: Node) -> bool:
-    """Whether ``node`` stands where adjust may move it: a call argument, a comparison operand,
-    an operand of ``+``/``-``, an assigned or returned value."""
+def _adjust_position(node: Node) -> int | None:
+    """Where adjust may move ``node``, as the rank of its first choice there: 0 for a call
+    argument or an assigned value, 1 for a returned value or an operand of ``+``/``-``, 2 for a
+    comparison operand (the comparison family already moves those bounds); None elsewhere."""
     parent = node.parent
     if parent is None or _bound_position(node):
-        return False
-    if parent.type in ("argument_list", "comparison_operator", "return_statement"):
-        return True
+        return None
+    if parent.type == "argument_list":
+        return 0
     if parent.type in ("assignment", "augmented_assignment"):
-        return parent.child_by_field_name("right") == node
+        return 0 if parent.child_by_field_name("right") == node else None
+    if parent.type == "return_statement":
+        return 1
     if parent.type == "binary_operator":
         op = parent.child_by_field_name("operator")
-        return op is not None and text(op) in ("+", "-")
-    return False
+        return 1 if op is not None and text(op) in ("+", "-") else None
+    return 2 if parent.type == "comparison_operator" else None
 
 
 def _squared_position(node: Node) -> bool:
@@ -147,14 +150,17 @@ def _adjust(node: Node, ctx: Context) -> Iterator[Site]:
     integer = (node.type == "identifier" and old in facts.ints) or (
         node.type == "call" and call_name(node) == "len"
     )
-    if integer and _adjust_position(node):
-        for rank, new in enumerate(shifted(node)):
-            yield site(node, new, "adjust", f"change {short(old)} to {short(new)}", rank)
-        for rank, other in enumerate(n for n in facts.before(node.start_byte, old)
-                                     if n in facts.ints and n not in old):  # fmt: skip
+    base = _adjust_position(node) if integer else None
+    if base is not None:
+        for new in shifted(node):
+            yield site(node, new, "adjust", f"change {short(old)} to {short(new)}", base)
+        others = [n for n in facts.before(node.start_byte, old) if n in facts.ints and n not in old]
+        for rank, other in enumerate(others):
             for sign in ("+", "-"):
                 new = f"{operand(node)} {sign} {other}"
-                yield site(node, new, "adjust", f"change {short(old)} to {short(new)}", rank + 2)
+                yield site(
+                    node, new, "adjust", f"change {short(old)} to {short(new)}", base + 2 + rank
+                )
     if node.type in ("identifier", "subscript") and _squared_position(node):
         new = f"{tight(node)} ** 2"
         yield site(node, new, "adjust", f"square {short(old)}", 1)

@@ -279,6 +279,12 @@ def _learn(node: Node, facts: Scope) -> None:
         ranged = value is not None and value.type == "call" and call_name(value) == "range"
         if target is not None and target.type == "identifier" and ranged:
             facts.ints.add(text(target))
+    elif kind == "binary_operator":
+        op, left, right = (node.child_by_field_name(f) for f in ("operator", "left", "right"))
+        if op is not None and text(op) in ("+", "-") and left is not None and right is not None:
+            for name, other in ((left, right), (right, left)):
+                if name.type == "identifier" and _int_expression(other, facts.ints):
+                    facts.ints.add(text(name))
     elif kind == "subscript":
         value, index = node.child_by_field_name("value"), node.child_by_field_name("subscript")
         if value is not None and value.type == "identifier":

@@ -3,8 +3,8 @@
 - ``wrong_variable``: a local name read anywhere in the function for another local bound
   before it (the nearest binding first); an assignment target only where its name was bound
   before too (so that the edit can be undone);
-- ``replace``: an attribute for a sibling attribute read in the function (``.left`` to
-  ``.right``), a tuple subscript for one of its parts (``d[u, v]`` to ``d[v]``), a call for its
+- ``replace``: an attribute for a sibling attribute (its pair, ``.left`` to ``.right``, or one
+  read elsewhere in the function), a tuple subscript for one of its parts (``d[u, v]`` to ``d[v]``), a call for its
   single argument (``f(x)`` to ``x``), a sequence name for a slice of it (``b`` to ``b[1:]``,
   ``b[:-1]``).
 """
@@ -17,6 +17,16 @@ from tree_sitter import Node
 
 from .core import Context, Rule, Site, is_read, positional, short, site, text
 
+SIBLING_ATTRIBUTES: dict[str, tuple[str, ...]] = {
+    "left": ("right",), "right": ("left",), "x": ("y",), "y": ("x",), "start": ("end", "stop"),
+    "end": ("start",), "stop": ("start",), "first": ("last",), "last": ("first",),
+    "head": ("tail",), "tail": ("head",), "prev": ("next",), "next": ("prev",),
+    "key": ("value",), "value": ("key",), "width": ("height",), "height": ("width",),
+    "row": ("col",), "col": ("row",), "min": ("max",), "max": ("min",), "parent": ("child",),
+    "real": ("imag",), "imag": ("real",), "lo": ("hi",), "hi": ("lo",),
+}  # fmt: skip
+"""Attribute names that come in pairs: each is a sibling of the other even when the function
+reads only one of them."""
 SLICES: tuple[str, ...] = ("[1:]", "[:-1]", "[::-1]")
 """Slices a sequence name may be replaced by, in order of preference."""
 
@@ -44,7 +54,8 @@ def _attribute(node: Node, ctx: Context) -> Iterator[Site]:
     if attribute is None or (parent is not None and parent.type == "call"):
         return
     old = text(attribute)
-    siblings = [a for a in ctx.scope(node).attributes if a != old]
+    paired = SIBLING_ATTRIBUTES.get(old, ())
+    siblings = [*paired, *(a for a in ctx.scope(node).attributes if a != old and a not in paired)]
     for rank, new in enumerate(siblings):
         yield site(attribute, new, "replace", f"use .{new} instead of .{old}", rank)
 
