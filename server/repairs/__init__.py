@@ -18,5 +18,6 @@ __all__ = [
     "CandidateBudget",
     "RepairEdit",
     "allocate",
+    "edit_parses",
     "repair_edits",
 ]

@@ -104,8 +104,13 @@ def _comparisons(node: Node) -> Iterator[Node]:
             yield from _comparisons(child)
 
 
+_SAME_TEST = {("<", -1): "<=", ("<=", 1): "<", (">", 1): ">=", (">=", -1): ">"}
+"""(relation, bound shift) -> the relation that, with the old bound, tests the same integers."""
+
+
 def _bound_and_relation(node: Node, ctx: Context) -> Iterator[Site]:
-    """``e OP n`` with ``n`` an integer literal: operator and bound changed together."""
+    """``e OP n`` with ``n`` an integer literal: operator and bound changed together (equality
+    tests first; changes that test the same integers, ``< 1`` for ``<= 0``, left out)."""
     ops = node.children_by_field_name("operators")
     if len(ops) != 1 or node.named_child_count != 2:
         return
@@ -114,14 +119,13 @@ def _bound_and_relation(node: Node, ctx: Context) -> Iterator[Site]:
     if value is None or text(op) not in _RELATIONS:
         return
     left_text = ctx.data[node.start_byte : op.start_byte].decode()
-    rank = 0
     for relation in _RELATIONS:
-        for bound in (value - 1, value + 1):
-            if relation == text(op):
+        for shift in (-1, 1):
+            if relation == text(op) or _SAME_TEST.get((relation, shift)) == text(op):
                 continue
-            new = f"{left_text}{relation} {bound}"
+            new = f"{left_text}{relation} {value + shift}"
+            rank = 0 if relation in ("==", "!=") else 1
             yield site(node, new, "condition", f"change {short(text(node))} to {short(new)}", rank)
-            rank += 1
 
 
 def _constant_test(node: Node, ctx: Context) -> Iterator[Site]:

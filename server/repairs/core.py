@@ -188,7 +188,8 @@ class Scope:
     """Facts about one function (or module) for the families' replacement sets.
 
     ``names`` maps each local name to the byte offset where it is first bound (parameters at
-    their own position, targets after their value); ``ints`` are names that hold integers by
+    their own position, targets after their value); ``comprehension`` holds the variables of
+    comprehensions with the byte range where each is visible; ``ints`` are names that hold integers by
     their use (an ``int``-valued assignment, a ``range`` loop target, an index, a ``range``
     bound); ``sequences`` are names that are indexed, sliced, iterated or measured by ``len``;
     ``lists`` are names assigned a list display; ``attributes`` are the attribute names read
@@ -196,6 +197,7 @@ class Scope:
     """
 
     names: dict[str, int] = field(default_factory=dict)
+    comprehension: list[tuple[str, int, int]] = field(default_factory=list)
     ints: set[str] = field(default_factory=set)
     sequences: set[str] = field(default_factory=set)
     lists: set[str] = field(default_factory=set)
@@ -203,9 +205,19 @@ class Scope:
     literals: list[str] = field(default_factory=list)
 
     def before(self, offset: int, exclude: str = "") -> list[str]:
-        """Names bound before ``offset``, the nearest binding first."""
-        found = [(at, n) for n, at in self.names.items() if at < offset and n != exclude]
-        return [n for _, n in sorted(found, reverse=True)]
+        """Names visible at ``offset``: comprehension variables around it (the innermost
+        first), then the names bound before it (the nearest binding first)."""
+        inner = [(start, n) for n, start, end in self.comprehension if start <= offset < end]
+        found = [(at, n) for n, at in self.names.items() if at < offset]
+        ordered = [n for _, n in sorted(inner, reverse=True)]
+        ordered += [n for _, n in sorted(found, reverse=True) if n not in ordered]
+        return [n for n in ordered if n != exclude]
+
+    def visible(self, name: str, offset: int) -> bool:
+        """Whether ``name`` is a local or a comprehension variable visible at ``offset``."""
+        return name in self.names or any(
+            n == name and start <= offset < end for n, start, end in self.comprehension
+        )
 
 
 def _int_expression(node: Node, ints: set[str]) -> bool:
@@ -254,6 +266,11 @@ def scope_facts(scope: Node) -> Scope:
                 bind(target, (value or target).end_byte)
         elif node.type == "as_pattern_target":
             bind(node.named_children[0], node.end_byte)
+        elif node.type == "for_in_clause" and node.parent is not None:
+            target = node.child_by_field_name("left")
+            for ident in _bound_names(target) if target is not None else ():
+                span = (text(ident), node.parent.start_byte, node.parent.end_byte)
+                facts.comprehension.append(span)
         stack.extend(reversed(node.named_children))
     for _ in range(2):  # ints flow through one more assignment on the second pass
         for node in nodes:

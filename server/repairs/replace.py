@@ -42,7 +42,9 @@ def _wrong_variable(node: Node, ctx: Context) -> Iterator[Site]:
         return
     facts = ctx.scope(node)
     old = text(node)
-    if old not in facts.names or (target and facts.names[old] >= node.start_byte):
+    if not facts.visible(old, node.start_byte) or (
+        target and facts.names.get(old, node.start_byte) >= node.start_byte
+    ):
         return
     for rank, new in enumerate(facts.before(node.start_byte, old)):
         yield site(node, new, "wrong_variable", f"use {new} instead of {old}", rank)
