@@ -20,9 +20,11 @@ def _body(template: str, *alternatives: str) -> set[str]:
 
 def test_comparison_swaps_exact() -> None:
     src = "def f(a, b):\n    return a < b\n"
-    expected = _body("def f(a, b):\n    return a {} b\n", "<=", ">", ">=")
+    expected = _body("def f(a, b):\n    return a {} b\n", "<=", ">", ">=", "==", "!=")
     assert _results(src, "comparison") == expected
-    assert _results("x = a == b\n", "comparison") == {"x = a != b\n"}
+    assert _results("x = a == b\n", "comparison") == _body("x = a {} b\n", "!=", "<", "<=", ">", ">=")
+    first = operator_edits(src, families=["comparison"])
+    assert [e.rank for e in first] == [0, 1, 2, 3, 4]  # the table's choices before the rest
 
 
 def test_comparison_title_and_line() -> None:
@@ -32,11 +34,14 @@ def test_comparison_title_and_line() -> None:
 
 
 def test_arithmetic_swaps() -> None:
-    assert _results("x = a + b\n", "arithmetic") == {"x = a - b\n"}
-    assert _results("x = a // b\n", "arithmetic") == {"x = a / b\n", "x = a % b\n", "x = a * b\n"}
-    assert _results("x += 2\n", "arithmetic") == {"x -= 2\n"}
-    assert len(_results("x = a * b % c\n", "arithmetic")) == 4  # * -> / // **, % -> //
+    every = ("+", "-", "*", "/", "//", "%", "**")
+    assert _results("x = a + b\n", "arithmetic") == _body("x = a {} b\n", *every[1:])
+    edits = operator_edits("x = a // b\n", families=["arithmetic"])
+    assert [e.source for e in edits[:3]] == ["x = a / b\n", "x = a % b\n", "x = a * b\n"]
+    assert _results("x += 2\n", "arithmetic") == {f"x {op}= 2\n" for op in every if op != "+"}
+    assert len(_results("x = a * b % c\n", "arithmetic")) == 12  # six others for each
     assert _results("x ^= m\n", "arithmetic") == {"x &= m\n", "x |= m\n"}
+    assert _results("x = a << b\n", "arithmetic") == {"x = a >> b\n"}
 
 
 def test_off_by_one_range_and_index() -> None:

@@ -41,12 +41,11 @@ def _negation(node: Node, ctx: Context) -> Iterator[Site]:
         if argument is None:
             return
         new = text(argument)
-        if (
-            argument.type == "parenthesized_expression"
-            and node.parent is not None
-            and node.parent.type in CONDITION_PARENTS | {"conditional_expression"}
-            and argument.named_child_count == 1
-            and argument.named_children[0].type in LOOSE
+        whole = node.parent is not None and (
+            node.parent.type in _TESTED | {"return_statement", "assignment"}
+        )
+        if argument.type == "parenthesized_expression" and argument.named_child_count == 1 and (
+            whole or argument.named_children[0].type not in LOOSE | {"comparison_operator"}
         ):
             new = text(argument.named_children[0])
         yield site(node, new, "negation", f"remove not from {short(text(node))}")

@@ -1,8 +1,10 @@
 """Operator and builtin families: one operator or called name swapped for a sibling.
 
-- ``comparison``: ``<`` for ``<=``, ``>``, ``>=`` (and so on), ``==`` for ``!=``;
+- ``comparison``: ``<`` for ``<=``, ``>``, ``>=`` (and so on), ``==`` for ``!=`` first, then
+  any other relation;
 - ``arithmetic``: ``+``/``-``, ``*``/``/``/``//``/``%``, ``**``/``*``, bitwise ``^``/``&``/``|``
-  and shifts, in expressions and augmented assignments (``^=`` for ``&=``);
+  and shifts first, then any other operator of the same kind, in expressions and augmented
+  assignments (``^=`` for ``&=``);
 - ``is_eq``: ``is`` for ``==`` and back;
 - ``and_or``: ``and`` for ``or`` and back;
 - ``builtin``: a called builtin or method for its sibling (``max``/``min``, ``any``/``all``,
@@ -39,6 +41,13 @@ ARITHMETIC: dict[str, tuple[str, ...]] = {
     "<<": (">>",),
     ">>": ("<<",),
 }
+RELATIONS: tuple[str, ...] = ("<", "<=", ">", ">=", "==", "!=")
+ARITHMETIC_KINDS: tuple[tuple[str, ...], ...] = (
+    ("+", "-", "*", "/", "//", "%", "**"),
+    ("^", "&", "|"),
+    ("<<", ">>"),
+)
+"""Operators that may stand for one another beyond the tables' first choices."""
 NEGATED: dict[str, str] = {"in": "not in", "not in": "in", "is": "is not", "is not": "is"}
 IS_EQ: dict[str, str] = {"is": "==", "==": "is", "is not": "!=", "!=": "is not"}
 BUILTINS: dict[str, tuple[str, ...]] = {
@@ -79,15 +88,22 @@ BUILTINS: dict[str, tuple[str, ...]] = {
 """Called names and their sibling swaps (builtins, ``math`` functions, common methods)."""
 
 
-def _swaps(node: Node, table: dict[str, tuple[str, ...]], family: str) -> Iterator[Site]:
+def _swaps(node: Node, table: dict[str, tuple[str, ...]], family: str,
+           kinds: tuple[tuple[str, ...], ...] = ()) -> Iterator[Site]:  # fmt: skip
+    """Swaps of an operator: the table's choices in order, then (rank after them) every other
+    operator of its kind in ``kinds``."""
     old = text(node)
-    for rank, new in enumerate(table.get(old, ())):
+    choices = list(table.get(old, ()))
+    for kind in kinds:
+        if old in kind:
+            choices += [o for o in kind if o != old and o not in choices]
+    for rank, new in enumerate(choices):
         yield site(node, new, family, f"swap {old} for {new}", rank)
 
 
 def _comparison(node: Node, ctx: Context) -> Iterator[Site]:
     for op in node.children_by_field_name("operators"):
-        yield from _swaps(op, COMPARISON, "comparison")
+        yield from _swaps(op, COMPARISON, "comparison", (RELATIONS,))
         yield from _swaps(op, {k: (v,) for k, v in NEGATED.items()}, "negation")
         yield from _swaps(op, {k: (v,) for k, v in IS_EQ.items()}, "is_eq")
 
@@ -98,9 +114,10 @@ def _arithmetic(node: Node, ctx: Context) -> Iterator[Site]:
         return
     if node.type == "augmented_assignment":
         table = {f"{k}=": tuple(f"{x}=" for x in v) for k, v in ARITHMETIC.items()}
-        yield from _swaps(op, table, "arithmetic")
+        kinds = tuple(tuple(f"{o}=" for o in kind) for kind in ARITHMETIC_KINDS)
+        yield from _swaps(op, table, "arithmetic", kinds)
     else:
-        yield from _swaps(op, ARITHMETIC, "arithmetic")
+        yield from _swaps(op, ARITHMETIC, "arithmetic", ARITHMETIC_KINDS)
 
 
 def _and_or(node: Node, ctx: Context) -> Iterator[Site]:
