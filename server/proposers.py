@@ -90,11 +90,12 @@ class GenerativeProposer(Protocol):
 
 def common_lines(a: list[str], b: list[str]) -> tuple[int, int]:
     """How many lines ``a`` and ``b`` share at the start, and then at the end."""
+    shortest = min(len(a), len(b))
     head = 0
-    while head < min(len(a), len(b)) and a[head] == b[head]:
+    while head < shortest and a[head] == b[head]:
         head += 1
     tail = 0
-    while tail < min(len(a), len(b)) - head and a[-1 - tail] == b[-1 - tail]:
+    while tail < shortest - head and a[-1 - tail] == b[-1 - tail]:
         tail += 1
     return head, tail
 
