@@ -23,7 +23,6 @@ ever see the other fields.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import random
 import re
@@ -31,23 +30,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from trustfix.server.operators import operator_edits
+from trustfix.server.proposers import unified_diff
 
 KINDS: tuple[str, ...] = ("accept", "reject", "edit", "comment", "score")
 """Feedback kinds, as in the Feedback event."""
 CONDITIONS: tuple[str, ...] = ("high", "mixed", "low")
 """Feedback-quality conditions of the experiment."""
-
-
-def unified_diff(before: str, after: str, path: str = "unit.py") -> str:
-    """Unified diff turning ``before`` into ``after``."""
-    return "".join(
-        difflib.unified_diff(
-            before.splitlines(keepends=True),
-            after.splitlines(keepends=True),
-            fromfile=f"a/{path}",
-            tofile=f"b/{path}",
-        )
-    )
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .privacy import TELEMETRY_LEVELS, Telemetry, default_data_dir
+from .repairs import CandidateBudget
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,11 @@ class ServerSettings:
     max_unit_lines: int = 1000
     """Functions longer than this get no actions."""
     max_candidates: int = 48
-    """Candidates ranked per unit (the proposers' first ones): bounds ranking latency."""
+    """Candidates ranked per unit, chosen by ``candidate_budget``: bounds proposing and ranking
+    latency (``python -m trustfix.bench.bench_candidates --cap N`` measures proposing)."""
+    candidate_budget: CandidateBudget = field(default_factory=CandidateBudget)
+    """How the ``max_candidates`` slots are shared: per-proposer and per-family quotas, lines of
+    a failing trace and near the cursor first (``propose(..., budget=...)``)."""
     max_diagnostic_units: int = 200
     """Units ranked for diagnostics per document (the first ones)."""
     outbox_max_rows: int = 200_000

@@ -11,7 +11,7 @@ from trustfix.server.units import units
 
 
 def _results(source: str, operator: str) -> set[str]:
-    return {e.source for e in operator_edits(source, operators=[operator])}
+    return {e.source for e in operator_edits(source, families=[operator])}
 
 
 def _body(template: str, *alternatives: str) -> set[str]:
@@ -20,22 +20,28 @@ def _body(template: str, *alternatives: str) -> set[str]:
 
 def test_comparison_swaps_exact() -> None:
     src = "def f(a, b):\n    return a < b\n"
-    expected = _body("def f(a, b):\n    return a {} b\n", "<=", ">", ">=")
+    expected = _body("def f(a, b):\n    return a {} b\n", "<=", ">", ">=", "==", "!=")
     assert _results(src, "comparison") == expected
-    assert _results("x = a == b\n", "comparison") == {"x = a != b\n"}
+    assert _results("x = a == b\n", "comparison") == _body("x = a {} b\n", "!=", "<", "<=", ">", ">=")
+    first = operator_edits(src, families=["comparison"])
+    assert [e.rank for e in first] == [0, 1, 2, 3, 4]  # the table's choices before the rest
 
 
 def test_comparison_title_and_line() -> None:
-    edits = operator_edits("def f(a, b):\n    return a < b\n", operators=["comparison"])
+    edits = operator_edits("def f(a, b):\n    return a < b\n", families=["comparison"])
     assert edits[0].title == "swap < for <= on line 2"
-    assert edits[0].line == 2 and edits[0].operator == "comparison"
+    assert edits[0].line == 2 and edits[0].family == "comparison"
 
 
 def test_arithmetic_swaps() -> None:
-    assert _results("x = a + b\n", "arithmetic") == {"x = a - b\n"}
-    assert _results("x = a // b\n", "arithmetic") == {"x = a / b\n", "x = a % b\n", "x = a * b\n"}
-    assert _results("x += 2\n", "arithmetic") == {"x -= 2\n"}
-    assert len(_results("x = a * b % c\n", "arithmetic")) == 3
+    every = ("+", "-", "*", "/", "//", "%", "**")
+    assert _results("x = a + b\n", "arithmetic") == _body("x = a {} b\n", *every[1:])
+    edits = operator_edits("x = a // b\n", families=["arithmetic"])
+    assert [e.source for e in edits[:3]] == ["x = a / b\n", "x = a % b\n", "x = a * b\n"]
+    assert _results("x += 2\n", "arithmetic") == {f"x {op}= 2\n" for op in every if op != "+"}
+    assert len(_results("x = a * b % c\n", "arithmetic")) == 12  # six others for each
+    assert _results("x ^= m\n", "arithmetic") == {"x &= m\n", "x |= m\n"}
+    assert _results("x = a << b\n", "arithmetic") == {"x = a >> b\n"}
 
 
 def test_off_by_one_range_and_index() -> None:
@@ -70,7 +76,7 @@ def test_and_or_swap() -> None:
 
 
 def test_swapped_arguments() -> None:
-    assert _results("f(a, b, c)\n", "swap_args") == {"f(b, a, c)\n"}
+    assert _results("f(a, b, c)\n", "swap_args") == {"f(b, a, c)\n", "f(a, c, b)\n"}
     assert _results("f(a, key=b)\n", "swap_args") == set()
     assert _results("f(a, a)\n", "swap_args") == set()
 
@@ -94,7 +100,8 @@ def test_is_eq_and_constants() -> None:
     assert _results("y = x+y==z\n", "is_eq") == {"y = x+y is z\n"}
     assert _results("return_value = 0\n", "constant") == {"return_value = 1\n"}
     assert _results("flag = True\n", "constant") == {"flag = False\n"}
-    assert _results("n = 7\n", "constant") == set()
+    assert _results("n = 7\n", "constant") == {"n = 6\n", "n = 8\n"}
+    assert _results("n = 0x10\n", "constant") == set()
 
 
 def test_edits_stay_in_range_and_respect_cap() -> None:
@@ -107,16 +114,28 @@ def test_edits_stay_in_range_and_respect_cap() -> None:
     assert operator_edits(src) == operator_edits(src)
 
 
+INVERTIBLE = (
+    "comparison", "arithmetic", "off_by_one", "negation", "and_or", "swap_args",
+    "wrong_variable", "is_eq", "constant",
+)  # fmt: skip
+"""The operator families that are closed under inversion (each edit's inverse is an edit)."""
+
+
 def test_every_family_has_an_example() -> None:
     src = (
-        "def f(xs, n):\n"
+        "def f(xs, n, node):\n"
         "    total = 0\n"
+        "    out = []\n"
         "    for i in range(n):\n"
         "        if xs[i] < 0 and not xs[i] is None:\n"
-        "            total = total + g(i, n)\n"
-        "    return total\n"
+        "            total = total + g(i, n) - node.left\n"
+        "        while True:\n"
+        "            total += max(xs)\n"
+        "    if node.right == 0:\n"
+        "        return []\n"
+        "    print(out, abs(n), m[i, n])\n"
     )
-    assert {e.operator for e in operator_edits(src)} == set(OPERATORS)
+    assert {e.family for e in operator_edits(src)} == set(OPERATORS)
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +152,7 @@ def humaneval_units() -> list[tuple[str, int, int]]:
 def test_humaneval_edits_parse_dedup_and_invert(humaneval_units) -> None:
     inverted = total = with_edits = 0
     for source, start, end in humaneval_units:
-        edits = operator_edits(source, start, end)
+        edits = operator_edits(source, start, end, families=INVERTIBLE)
         with_edits += bool(edits)
         assert len({e.source for e in edits}) == len(edits)
         assert source not in {e.source for e in edits}
@@ -141,7 +160,7 @@ def test_humaneval_edits_parse_dedup_and_invert(humaneval_units) -> None:
         for edit in edits:
             ast.parse(edit.source)  # raises if the edit does not parse
             shift = len(edit.source.encode()) - len(source.encode())
-            back = operator_edits(edit.source, start, end + shift, cap=10_000)
+            back = operator_edits(edit.source, start, end + shift, cap=10_000, families=INVERTIBLE)
             total += 1
             inverted += original in {"".join(b.source.split()) for b in back}
     assert with_edits / len(humaneval_units) > 0.9

@@ -124,3 +124,47 @@ def test_test_trace_from_a_real_sandbox_run():
     assert trace.failures[0][1] == "AssertionError"
     text = state_text(units(program)[0], [], trace)
     assert "tests: 1 passed, 1 failed" in text and "AssertionError" in text
+
+
+LONG = (
+    "def f(a, b, c, d):\n"
+    + "".join(f"    v{i} = a + b * c - d\n" for i in range(12))
+    + "    return v0 ==None\n"
+)
+"""A unit whose repair edits far outnumber any cap, with one ruff fix on its last line."""
+
+
+def test_the_budget_keeps_every_proposer_and_dedups_by_program() -> None:
+    unit = units(LONG)[0]
+    candidates = propose(LONG, unit, cap=12)
+    assert len(candidates) == 12
+    assert "ruff" in {c.proposer for c in candidates}  # not crowded out by 200+ repair edits
+    assert len({c.family for c in candidates if c.proposer == "operator"}) >= 5
+    assert len({c.source for c in candidates}) == 12
+    assert len({c.title for c in candidates}) == 12  # titles made distinct
+    for c in candidates:
+        ast.parse(c.source)
+
+
+def test_failing_lines_and_the_cursor_come_first() -> None:
+    unit = units(LONG)[0]
+    failing = propose(LONG, unit, cap=12, failing_lines={8}, proposers=["operator"])
+    assert all(c.line == 8 for c in failing[:5])
+    near = propose(LONG, unit, cap=30, cursor_line=12, proposers=["operator"])
+    assert all(abs(c.line - 12) <= 3 for c in near[:10])
+    plain = propose(LONG, unit, cap=12, proposers=["operator"])
+    assert [c.line for c in plain] != [c.line for c in failing]
+
+
+def test_one_hunk_diffs_match_difflib_where_windows_share_no_line() -> None:
+    old = "a\nb\nc\nd\ne\nf\ng\n"
+    for new in ("a\nb\nc\nX\ne\nf\ng\n", "a\nb\nc\nd\nY\nZ\ne\nf\ng\n", "b\nc\nd\ne\nf\ng\n",
+                "a\nb\nc\nd\ne\nf\ng"):  # fmt: skip
+        expected = "".join(
+            line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
+            for line in difflib.unified_diff(
+                old.splitlines(keepends=True), new.splitlines(keepends=True), "a/u.py", "b/u.py"
+            )
+        )
+        assert unified_diff(old, new, "u.py") == expected
+    assert unified_diff(old, old) == ""

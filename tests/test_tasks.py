@@ -8,13 +8,14 @@ import subprocess
 
 import pytest
 from ruff.__main__ import find_ruff_bin
+from trustfix.bench.bugs import BUG_MODEL
+from trustfix.bench.style import INJECTIONS, logical_lines
 from trustfix.bench.tasks import (
-    _INJECTIONS,
     BUILD_SANDBOX,
     EditInfo,
     Task,
-    _logical_lines,
     build_tasks,
+    family_coverage,
     fix_in_first_step,
     make_tasks,
     operator_proposer,
@@ -69,9 +70,9 @@ def _ruff_codes(source: str) -> list[str]:
 
 def test_each_style_injection_adds_exactly_the_flagged_violation(sandbox):
     assert _ruff_codes(SNIPPET) == []
-    lines, logical = SNIPPET.splitlines(keepends=True), _logical_lines(SNIPPET)
+    lines, logical = SNIPPET.splitlines(keepends=True), logical_lines(SNIPPET)
     checks = []
-    for kind, inject in _INJECTIONS.items():
+    for kind, inject in INJECTIONS.items():
         options = list(inject(SNIPPET, lines, logical, 2))
         assert options, kind
         for new in options:
@@ -82,8 +83,8 @@ def test_each_style_injection_adds_exactly_the_flagged_violation(sandbox):
 
 
 def test_injections_leave_the_prompt_alone():
-    lines, logical = SNIPPET.splitlines(keepends=True), _logical_lines(SNIPPET)
-    for inject in _INJECTIONS.values():
+    lines, logical = SNIPPET.splitlines(keepends=True), logical_lines(SNIPPET)
+    for inject in INJECTIONS.values():
         for new in inject(SNIPPET, lines, logical, 6):
             assert new.splitlines()[:5] == SNIPPET.splitlines()[:5]
 
@@ -104,7 +105,7 @@ def test_tasks_have_a_failing_bug_and_a_passing_fix(small, sandbox):
     for t in small:
         assert t.buggy != t.fixed and (t.fixed != t.original) == (t.style_violations > 0)
         assert 0 <= t.style_violations <= 3 and len(t.style_kinds) == t.style_violations
-        assert t.bug.operator and t.bug.line > 0
+        assert t.bug.family in BUG_MODEL and t.bug.line > 0
         assert style_count(t.fixed) - style_count(t.original) == t.style_violations
 
 
@@ -168,9 +169,30 @@ def test_oracle_needs_two_steps_for_two_bugs(small, sandbox):
 
 def test_fix_info_names_the_repairing_edit(small):
     for t in small:
-        if t.fix.operator:
+        if t.fix.family:
             match = [e for e in operator_edits(t.buggy, cap=100_000) if e.source == t.fixed]
-            assert match and EditInfo(match[0].operator, match[0].line, match[0].title) == t.fix
+            assert match and EditInfo(match[0].family, match[0].line, match[0].title) == t.fix
+        else:
+            assert t.fix.title.startswith("undo: bug:")
+
+
+def test_family_coverage_counts_tasks_per_bug_family(small):
+    coverage = family_coverage(small)
+    assert sum(total for _, total in coverage.values()) == len(small)
+    assert set(coverage) == {t.bug.family for t in small}
+    assert sum(hits for hits, _ in coverage.values()) == sum(fix_in_first_step(t) for t in small)
+    nothing = family_coverage(small, propose_for=lambda task: lambda source: [])
+    assert all(hits == 0 for hits, _ in nothing.values())
+
+
+def test_several_bugs_per_problem(sandbox):
+    tasks = build_tasks(seed=1, n=3, sandbox=sandbox, bugs_per_problem=2)
+    by_problem: dict[str, list[Task]] = {}
+    for t in tasks:
+        by_problem.setdefault(t.problem_id, []).append(t)
+    assert any(len(group) == 2 for group in by_problem.values())
+    for group in by_problem.values():
+        assert len({t.buggy for t in group}) == len(group) and len({t.id for t in group}) == len(group)
 
 
 @pytest.mark.slow
