@@ -5,15 +5,18 @@
 than ``max_unit_nodes`` syntax nodes (5,000 nested brackets, a 50,000-term expression) gets no
 refinements without being analysed, and a RecursionError that still escapes the operators or
 proposers means "no refinements" for that unit, logged as one line.  :class:`AnalysisLanes`
-gives documents of ``large_document_chars`` or more their own analysis thread, so a ranking of a
-990 KB file never queues ahead of a code action on a small one.
+gives documents of ``large_document_chars`` or more their own analysis thread, whose jobs wait
+while small documents' analyses are queued or running: a large file's diagnostics pass never
+queues ahead of a code action on a small one, and yields the interpreter to it.
 """
 
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 from .session import analyse
 from .units import Unit, parse
@@ -75,13 +78,55 @@ def analyse_bounded(
         return NOTHING
 
 
-class AnalysisLanes:
-    """Two analysis threads: one for documents under ``large_document_chars``, one for larger
-    ones."""
+class _SmallLane(ThreadPoolExecutor):
+    """The small documents' analysis thread; counts the jobs it has queued or running."""
 
     def __init__(self) -> None:
-        self.small = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-analysis")
-        self.large = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-large")
+        super().__init__(max_workers=1, thread_name_prefix="trustfix-analysis")
+        self.busy = 0
+        self.idle = threading.Condition()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue ``fn``; the count drops when it has run."""
+        with self.idle:
+            self.busy += 1
+        return super().submit(self._counted, fn, *args, **kwargs)
+
+    def _counted(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            with self.idle:
+                self.busy -= 1
+                self.idle.notify_all()
+
+
+class _LargeLane(ThreadPoolExecutor):
+    """The large documents' analysis thread: each job starts once the small lane is idle (or
+    after ``wait_s``), so small documents get the interpreter first."""
+
+    def __init__(self, small: _SmallLane, wait_s: float) -> None:
+        super().__init__(max_workers=1, thread_name_prefix="trustfix-large")
+        self.small = small
+        self.wait_s = wait_s
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Queue ``fn`` behind the small lane's work."""
+        return super().submit(self._after_small, fn, *args, **kwargs)
+
+    def _after_small(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        with self.small.idle:
+            self.small.idle.wait_for(lambda: self.small.busy == 0, timeout=self.wait_s)
+        return fn(*args, **kwargs)
+
+
+class AnalysisLanes:
+    """Two analysis threads: one for documents under ``large_document_chars``, one for larger
+    ones, whose jobs give way to the small lane's for up to ``large_wait_s`` each."""
+
+    def __init__(self, large_wait_s: float) -> None:
+        self.small = _SmallLane()
+        self.large = _LargeLane(self.small, large_wait_s)
 
     def lane(self, source: str, settings: ServerSettings) -> ThreadPoolExecutor:
         """The thread that analyses ``source``."""

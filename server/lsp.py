@@ -88,7 +88,7 @@ class TrustfixServer(LanguageServer):
         """The outbox sender and policy subscriber while a trainer is configured."""
         self.trust: dict[str, float] | None = None
         """The reviewer's ``{alpha, beta, theta, count}`` as the trainer last reported it."""
-        self.analysis = AnalysisLanes()
+        self.analysis = AnalysisLanes(self.settings.large_document_wait_s)
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-tests")
         self.semgrep: SemgrepCache | None = None
         self.rankings: OrderedDict[tuple[Any, ...], Ranking] = OrderedDict()

@@ -77,6 +77,9 @@ class ServerSettings:
     large_document_chars: int = 100_000
     """Documents at least this long are analysed in their own thread, so they never hold up
     code actions on smaller documents."""
+    large_document_wait_s: float = 5.0
+    """Longest a large document's analysis job waits for the small documents' ones to finish
+    before it starts anyway (so a stream of small requests cannot starve it)."""
     max_unit_depth: int = 100
     """Functions whose syntax tree nests deeper get no refinements (Python's own parser stops
     near 200 nested brackets; the operators recurse over the tree)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 
 import pytest
 from trustfix.server.guards import NOTHING, AnalysisLanes, analyse_bounded, oversize
@@ -42,11 +44,40 @@ def test_plain_units_are_analysed() -> None:
 
 
 def test_large_documents_have_their_own_lane() -> None:
-    lanes = AnalysisLanes()
+    lanes = AnalysisLanes(5.0)
     settings = ServerSettings(large_document_chars=1000)
     try:
         assert lanes.lane("x" * 999, settings) is lanes.small
         assert lanes.lane("x" * 1000, settings) is lanes.large
         assert lanes.large.submit(lambda: 1).result() == 1
     finally:
+        lanes.shutdown()
+
+
+def test_large_jobs_give_way_to_small_ones() -> None:
+    lanes = AnalysisLanes(large_wait_s=30.0)
+    settings = ServerSettings(large_document_chars=10)
+    release = threading.Event()
+    order: list[str] = []
+    try:
+        small = lanes.lane("x", settings).submit(lambda: release.wait(30) and order.append("small"))
+        large = lanes.lane("x" * 10, settings).submit(lambda: order.append("large"))
+        time.sleep(0.3)
+        assert not large.done()  # waits while the small lane is busy
+        release.set()
+        small.result(10), large.result(10)
+        assert order == ["small", "large"]
+    finally:
+        lanes.shutdown()
+
+
+def test_a_busy_small_lane_cannot_starve_large_jobs() -> None:
+    lanes = AnalysisLanes(large_wait_s=0.2)
+    settings = ServerSettings(large_document_chars=10)
+    release = threading.Event()
+    try:
+        lanes.lane("x", settings).submit(release.wait, 30)
+        assert lanes.lane("x" * 10, settings).submit(lambda: "ran").result(10) == "ran"
+    finally:
+        release.set()
         lanes.shutdown()

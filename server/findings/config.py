@@ -44,7 +44,7 @@ class AnalysisConfig:
     """Wall limit of one ``ruff check`` run; past it the source gets no ruff findings."""
     semgrep_timeout_s: float = 120.0
     """Wall limit of one semgrep run over a batch of sources."""
-    semgrep_max_chars: int = 200_000
+    semgrep_max_chars: int = 100_000
     """Longer sources get no semgrep findings (never scanned: semgrep's per-rule timeouts make
     a large scan take minutes of background CPU)."""
     semgrep_batch: int = 64
