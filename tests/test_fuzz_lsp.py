@@ -193,7 +193,7 @@ def hostile_documents(rng: random.Random) -> dict[str, str]:
         "20,000 attributes": "def f(y):\n    return y" + ".a" * 20_000 + "\n",
         "lone surrogates": "def f(x):\n    return '\ud800' if x == None else '\udfff'\n",
         "syntax errors": "def f(:\n    return ((\n" + body + "\nclass\n  def g(x) return x ==\n",
-        "5,000-deep blocks": "def f(x):\n"
+        "200 nested blocks": "def f(x):\n"
         + "".join(" " * i + "if x:\n" for i in range(1, 200))
         + " " * 200
         + "pass\n",
