@@ -36,13 +36,13 @@ from pygls.workspace import TextDocument
 
 from .evidence import TestOutcome, run_command, run_pytest, test_files_importing
 from .findings import SemgrepCache, content_hash
+from .guards import AnalysisLanes, analyse_bounded
 from .privacy import installation_key, pseudonym
 from .session import (
     Offer,
     OfferBook,
     PolicyHost,
     Ranking,
-    analyse,
     candidate_text,
     correction,
     find_unit,
@@ -88,7 +88,7 @@ class TrustfixServer(LanguageServer):
         """The outbox sender and policy subscriber while a trainer is configured."""
         self.trust: dict[str, float] | None = None
         """The reviewer's ``{alpha, beta, theta, count}`` as the trainer last reported it."""
-        self.analysis = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-analysis")
+        self.analysis = AnalysisLanes(self.settings.large_document_wait_s)
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-tests")
         self.semgrep: SemgrepCache | None = None
         self.rankings: OrderedDict[tuple[Any, ...], Ranking] = OrderedDict()
@@ -266,8 +266,8 @@ class TrustfixServer(LanguageServer):
         loop = asyncio.get_running_loop()
         filename = Path(to_fs_path(doc.uri) or "unit.py").name
         analysed = await loop.run_in_executor(
-            self.analysis,
-            partial(analyse, source, unit, filename, self.semgrep, self.settings.max_candidates),
+            self.analysis.lane(source, self.settings),
+            partial(analyse_bounded, self.settings, source, unit, filename, self.semgrep),
         )
         ranked = None
         if analysed[1]:

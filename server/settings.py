@@ -51,8 +51,10 @@ class ServerSettings:
     """An inline ``# trustfix: ...`` comment is recorded once it has been unchanged this long."""
     debounce_s: float = 0.3
     """Quiet time after didOpen/didChange before diagnostics are recomputed."""
-    max_document_chars: int = 1_000_000
-    """Larger documents get no actions, diagnostics or hover."""
+    max_document_chars: int = 300_000
+    """Larger documents get no actions, diagnostics or hover (an empty answer at once): every
+    candidate is a whole-file text, so analysing one unit costs time in proportion to the file
+    (about 10 s a unit for 990 KB on a loaded 2-core machine)."""
     max_unit_lines: int = 1000
     """Functions longer than this get no actions."""
     max_candidates: int = 48
@@ -70,6 +72,24 @@ class ServerSettings:
     the workspace's test files that import the changed module, when there are any."""
     test_timeout_s: float = 60.0
     """Wall-clock limit of one test run."""
+    max_message_bytes: int = 64 * 2**20
+    """Largest JSON-RPC message body read (``Content-Length``); a larger one is refused unread
+    (never allocated) and the stream resynchronised at the next header."""
+    max_header_bytes: int = 8192
+    """Longest header block of one message; longer is refused as malformed."""
+    read_chunk_bytes: int = 65536
+    """Bytes read from the client at a time."""
+    large_document_chars: int = 100_000
+    """Documents at least this long are analysed in their own thread, so they never hold up
+    code actions on smaller documents."""
+    large_document_wait_s: float = 5.0
+    """Longest a large document's analysis job waits for the small documents' ones to finish
+    before it starts anyway (so a stream of small requests cannot starve it)."""
+    max_unit_depth: int = 100
+    """Functions whose syntax tree nests deeper get no refinements (Python's own parser stops
+    near 200 nested brackets; the operators recurse over the tree)."""
+    max_unit_nodes: int = 20_000
+    """Functions with more syntax nodes than this get no refinements (bounds analysis time)."""
 
     @property
     def publish_endpoint(self) -> str:

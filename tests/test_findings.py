@@ -12,6 +12,7 @@ from trustfix.server.findings import (
     Edit,
     SemgrepCache,
     apply_edits,
+    content_hash,
     findings_by_line,
     ruff_findings,
     rules_path,
@@ -65,6 +66,37 @@ def test_apply_edits_uses_character_columns() -> None:
     assert apply_edits(source, [edit]) == 'x = "é"; y = a is None\n'
     with pytest.raises(ValueError):
         apply_edits(source, [Edit(1, 0, 1, 5, ""), Edit(1, 2, 1, 3, "")])
+
+
+def test_a_crashing_ruff_means_no_findings(caplog: pytest.LogCaptureFixture) -> None:
+    deep = "x = " + "+".join(["1"] * 50_000) + "\n"  # ruff aborts: stack overflow (SIGABRT)
+    assert ruff_findings(deep, "deep.py") == []
+    assert "failed (exit -6" in caplog.text
+    caplog.clear()
+    assert ruff_findings(deep, "deep.py") == []  # remembered: ruff is not started again
+    assert not caplog.text
+
+
+def test_a_slow_ruff_is_given_up(caplog: pytest.LogCaptureFixture) -> None:
+    source = "import os\n" * 20_000
+    assert ruff_findings(source, "slow.py", AnalysisConfig(ruff_timeout_s=0.0001)) == []
+    assert "gave up after" in caplog.text
+    assert {f.code for f in ruff_findings(source, "slow.py")} == {"F401", "F811"}
+
+
+def test_lone_surrogates_hash_and_check() -> None:
+    source = "x = '\ud800'\nif x == None:\n    pass\n"
+    assert content_hash(source) != content_hash(source.replace("\ud800", "\udfff"))
+    assert ("E711", 2) in {(f.code, f.line) for f in ruff_findings(source, "lone.py")}
+
+
+def test_semgrep_skips_sources_over_its_cap(tmp_path: Path) -> None:
+    cache = SemgrepCache(AnalysisConfig(cache_dir=tmp_path, semgrep_max_chars=10))
+    try:
+        assert cache.get("x = 1 == True\n") == []  # never scanned, answered at once
+        assert not (tmp_path / "semgrep").exists()
+    finally:
+        cache.close()
 
 
 @pytest.fixture(scope="module")

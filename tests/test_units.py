@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from trustfix.server.operators import operator_edits
-from trustfix.server.units import node_sequence, parse, unit_at, units
+from trustfix.server.units import has_error_in, node_sequence, parse, unit_at, units
 
 SOURCE = """import os
 
@@ -116,3 +116,14 @@ def test_operators_on_a_unit_swallowed_by_an_error_elsewhere() -> None:
     assert {e.title for e in edits} >= {"swap == for != on line 12", "swap 0 for 1 on line 12"}
     assert all(e.source.startswith(BROKEN[: after.start_byte]) for e in edits)
     assert "    return y != 0\n" in {e.source[after.start_byte + 14 :] for e in edits}
+
+
+def test_deep_nesting_costs_no_recursion_and_linear_time() -> None:
+    parens = "def f():\n    return " + "(" * 5000 + "1" + ")" * 5000 + "\n"
+    terms = "def g():\n    return " + "+".join(["1"] * 50_000) + "\n"
+    for source in (parens, terms, "def h(:\n    return " + "[" * 3000 + "\n"):
+        found = units(source)
+        assert unit_at(source, 2, 4) in found or not found
+    assert node_sequence(units(terms)[0]).count("binary_operator") == 49_999  # was quadratic
+    broken = parse("def h(:\n    return " + "[" * 3000 + "\n").root_node
+    assert has_error_in(broken, 0, 10) and not has_error_in(parse(parens).root_node, 0, 10**6)

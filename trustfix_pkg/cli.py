@@ -127,6 +127,7 @@ def serve(
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from trustfix.server.lsp import server
+    from trustfix.server.transport import serve_stdio, serve_tcp
 
     if data_dir is not None:
         server.configure({"dataDir": str(data_dir)})
@@ -134,9 +135,9 @@ def serve(
         host, _, port = tcp.rpartition(":")
         if not host or not port.isdigit():
             raise typer.BadParameter("expected HOST:PORT", param_hint="--tcp")
-        server.start_tcp(host, int(port))
+        serve_tcp(server, server.settings, host, int(port))
     else:
-        server.start_io()
+        serve_stdio(server, server.settings)
 
 
 @app.command()

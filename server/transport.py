@@ -1,0 +1,415 @@
+"""The JSON-RPC transport of ``trustfix serve``: framing, triage and dispatch of every message.
+
+pygls' own loop trusts its input: it allocates whatever ``Content-Length`` says, drops requests
+whose params fail to deserialise, after ``shutdown``, or that are not JSON, and loses the next
+message after a header it does not match.  This module owns that edge and hands pygls only
+well-formed, structured messages (``protocol.handle_message``):
+
+- :class:`FrameDecoder` (no I/O) cuts the byte stream into bodies.  Header names are matched
+  case-insensitively, lines may end in CRLF or LF, the length must be plain decimal digits and at
+  most ``max_message_bytes``; a bad header is refused without reading its body and the stream is
+  resynchronised at the next ``Content-Length:``, wherever it starts, so no later message is lost.
+- :class:`Gate` answers everything that cannot reach a handler: -32700 for a body that is not
+  JSON, -32600 for a message that is not a JSON-RPC request (or arrives after ``shutdown``),
+  -32002 before ``initialize``, -32601 for an unknown method, -32602 with a message for params
+  that do not fit the method's types or :mod:`.validation`'s checks.  Every request gets a result
+  or an error, and bad input costs one warning line in the log, never a traceback.
+- :func:`serve_stdio` and :func:`serve_tcp` run the loop in place of ``start_io``/``start_tcp``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import cattrs
+from lsprotocol import types
+from pygls.exceptions import JsonRpcException
+from pygls.io_ import StdoutWriter
+from pygls.protocol import JsonRPCNotification, JsonRPCRequestMessage
+
+from .validation import params_problem
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from pygls.lsp.server import LanguageServer
+
+    from .settings import ServerSettings
+
+log = logging.getLogger(__name__)
+
+TOKEN = b"content-length:"
+"""The header that starts every message (matched case-insensitively when resynchronising)."""
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+"""An HTTP header name (RFC 9110 token): anything else on a header line is not a header."""
+CLIENT_FAULTS = frozenset(
+    {
+        types.ErrorCodes.InvalidParams,
+        types.ErrorCodes.InvalidRequest,
+        types.ErrorCodes.MethodNotFound,
+        types.ErrorCodes.ParseError,
+        types.LSPErrorCodes.RequestCancelled,
+    }
+)
+"""Error codes that describe the client's input, logged as one line without a traceback."""
+MAX_ERROR_CHARS = 500
+"""Longest error message sent back (cattrs can describe every field of a large message)."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """One message body, cut out of the stream by its ``Content-Length``."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A header block that was refused; the stream was resynchronised after it."""
+
+    reason: str
+
+
+class FrameDecoder:
+    """Bytes in, :class:`Body` and :class:`Refusal` frames out (no I/O).
+
+    Memory stays under ``max_header + max_body + one chunk``: a refused header's body is
+    never buffered, only scanned past for the next ``Content-Length:``.
+    """
+
+    def __init__(self, max_body: int, max_header: int) -> None:
+        self.max_body = max_body
+        self.max_header = max_header
+        self._buffer = bytearray()
+        self._length: int | None = None
+        """``Content-Length`` of the header block being read."""
+        self._header_bytes = 0
+        self._body: int | None = None
+        """Bytes of body still to come once the header block ended."""
+        self._resync = False
+
+    def feed(self, data: bytes) -> list[Body | Refusal]:
+        """Frames completed by ``data``."""
+        self._buffer += data
+        out: list[Body | Refusal] = []
+        while True:
+            if self._resync and not self._find_token():
+                return out
+            if self._body is not None:
+                if len(self._buffer) < self._body:
+                    return out
+                out.append(Body(bytes(self._buffer[: self._body])))
+                del self._buffer[: self._body]
+                self._body = None
+                continue
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if self._header_bytes + len(self._buffer) > self.max_header:
+                    out.append(self._refuse(f"header block over {self.max_header} bytes"))
+                    continue
+                return out
+            refusal = self._header_line(bytes(self._buffer[:end]).rstrip(b"\r"), end + 1)
+            if refusal is not None:
+                out.append(refusal)
+
+    def _find_token(self) -> bool:
+        """Drop bytes up to the next ``Content-Length:``; False while none is in the buffer."""
+        at = self._buffer.lower().find(TOKEN)
+        if at < 0:
+            del self._buffer[: max(0, len(self._buffer) - len(TOKEN) + 1)]
+            return False
+        del self._buffer[:at]
+        self._resync = False
+        return True
+
+    def _refuse(self, reason: str) -> Refusal:
+        """Refuse the header block being read; resynchronise past its first byte."""
+        del self._buffer[:1]
+        self._length, self._header_bytes, self._resync = None, 0, True
+        return Refusal(reason)
+
+    def _header_line(self, line: bytes, size: int) -> Refusal | None:
+        """Take one header line (``size`` bytes with its end); a refusal leaves it buffered."""
+        if self._header_bytes + size > self.max_header:
+            return self._refuse(f"header block over {self.max_header} bytes")
+        if not line.strip():
+            del self._buffer[:size]
+            if self._length is None:
+                if self._header_bytes:
+                    self._header_bytes = 0
+                    self._resync = True
+                    return Refusal("header block without Content-Length")
+                return None
+            self._body, self._length, self._header_bytes = self._length, None, 0
+            return None
+        name, colon, value = line.partition(b":")
+        if not colon or not _HEADER_NAME.fullmatch(name.strip()):
+            return self._refuse(f"not a header line: {line[:40]!r}")
+        if name.strip().lower() == TOKEN[:-1]:
+            digits = value.strip()
+            if not digits.isdigit():
+                return self._refuse(f"Content-Length is not a decimal number: {digits[:40]!r}")
+            if len(digits) > 20 or int(digits) > self.max_body:
+                return self._refuse(
+                    f"Content-Length {digits[:24].decode()} is over the cap "
+                    f"of {self.max_body} bytes"
+                )
+            self._length = int(digits)
+        del self._buffer[:size]
+        self._header_bytes += size
+        return None
+
+
+def _error(msg_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {
+        "jsonrpc": "2.0",
+        "id": msg_id,
+        "error": {"code": int(code), "message": message[:MAX_ERROR_CHARS]},
+    }
+
+
+class Gate:
+    """Triage of decoded messages for one server: answers what no handler can, dispatches the
+    rest to pygls, and follows the lifecycle (initialize, shutdown)."""
+
+    def __init__(self, server: LanguageServer, send: Callable[[dict[str, Any]], None]) -> None:
+        self.server = server
+        self.protocol = server.protocol
+        self.converter = server.protocol.fm.converter
+        self.send = send
+        self.initialized = False
+        self.shut_down = False
+
+    def refuse(self, msg_id: Any, code: int, message: str) -> None:
+        """Answer with an error (one warning in the log)."""
+        log.warning("refused message %r: %s", msg_id, message[:MAX_ERROR_CHARS])
+        self.send(_error(msg_id, code, message))
+
+    def frame(self, frame: Body | Refusal) -> None:
+        """Handle one frame from the decoder."""
+        if isinstance(frame, Refusal):
+            self.refuse(None, types.ErrorCodes.ParseError, f"message refused: {frame.reason}")
+            return
+        try:
+            data = json.loads(frame.data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as error:
+            self.refuse(
+                None,
+                types.ErrorCodes.ParseError,
+                f"not a JSON message: {type(error).__name__}: {error}"[:200],
+            )
+            return
+        self.message(data, frame.data)
+
+    def message(self, data: Any, body: bytes) -> None:
+        """Triage one decoded message."""
+        invalid = types.ErrorCodes.InvalidRequest
+        if not isinstance(data, dict):
+            self.refuse(None, invalid, "a message must be a JSON object (LSP has no batches)")
+            return
+        msg_id = data.get("id")
+        if "id" in data and (isinstance(msg_id, bool) or not isinstance(msg_id, int | str)):
+            self.refuse(None, invalid, "id must be an integer or a string")
+            return
+        method = data.get("method")
+        if data.get("jsonrpc") != "2.0" or ("method" in data and not isinstance(method, str)):
+            self.refuse(
+                msg_id, invalid, 'not JSON-RPC 2.0: needs "jsonrpc": "2.0" and a string method'
+            )
+            return
+        if method is None:
+            self.response(data)
+        elif "id" in data:
+            self.request(msg_id, method, data, body)
+        else:
+            self.notification(method, data, body)
+
+    def known(self, method: str) -> bool:
+        """Whether the server handles ``method``."""
+        fm = self.protocol.fm
+        return method in fm.features or method in fm.builtin_features
+
+    def request(self, msg_id: int | str, method: str, data: dict[str, Any], body: bytes) -> None:
+        """Check a request and dispatch it, or answer with the error."""
+        if self.shut_down:
+            self.refuse(
+                msg_id,
+                types.ErrorCodes.InvalidRequest,
+                f"{method}: the server is shutting down (only exit is accepted)",
+            )
+        elif not self.initialized and method != types.INITIALIZE:
+            self.refuse(
+                msg_id,
+                types.ErrorCodes.ServerNotInitialized,
+                f"{method}: the server is not initialized yet",
+            )
+        elif not self.known(method):
+            self.refuse(msg_id, types.ErrorCodes.MethodNotFound, f"method not found: {method}")
+        else:
+            problem = params_problem(method, data.get("params"), body, request=True)
+            message = None if problem else self.structure(method, data, JsonRPCRequestMessage)
+            if isinstance(message, str) or problem:
+                self.refuse(
+                    msg_id,
+                    types.ErrorCodes.InvalidParams,
+                    f"{method}: invalid params: {problem or message}",
+                )
+                return
+            self.initialized = True
+            if method == types.SHUTDOWN:
+                self.shut_down = True
+            self.dispatch(message)
+
+    def notification(self, method: str, data: dict[str, Any], body: bytes) -> None:
+        """Check a notification and dispatch it, or drop it with a warning."""
+        if method != types.EXIT and (self.shut_down or not self.initialized):
+            log.warning(
+                "notification %s dropped: the server is %s",
+                method,
+                "shutting down" if self.shut_down else "not initialized",
+            )
+            return
+        if not (self.known(method) or method == types.CANCEL_REQUEST):
+            log.debug("notification %s has no handler", method)
+            return
+        problem = params_problem(method, data.get("params"), body, request=False)
+        message = None if problem else self.structure(method, data, JsonRPCNotification)
+        if isinstance(message, str) or problem:
+            log.warning(
+                "notification %s dropped: invalid params: %s",
+                method,
+                (problem or message)[:MAX_ERROR_CHARS],
+            )
+            return
+        self.dispatch(message)
+
+    def response(self, data: dict[str, Any]) -> None:
+        """A client's answer to a server request, for pygls to match."""
+        if "id" not in data or ("result" not in data and "error" not in data):
+            self.refuse(
+                data.get("id"),
+                types.ErrorCodes.InvalidRequest,
+                "a message needs a method (request, notification) or a result or error (response)",
+            )
+            return
+        try:
+            message = self.protocol.structure_message(data)
+        except JsonRpcException as error:
+            log.warning("response %r dropped: %s", data.get("id"), error)
+            return
+        self.dispatch(message)
+
+    def structure(self, method: str, data: dict[str, Any], fallback: type) -> Any:
+        """The typed message, or a description of why ``data`` does not fit its type."""
+        kind = self.protocol.get_message_type(method) or fallback
+        try:
+            return self.converter.structure(data, kind)
+        except Exception as error:  # noqa: BLE001 - cattrs raises anything a field's hook does
+            details = (
+                cattrs.transform_error(error, path="message")
+                if isinstance(error, cattrs.ClassValidationError)
+                else [f"{type(error).__name__}: {error}"]
+            )
+            return "; ".join(details[:4])
+
+    def dispatch(self, message: Any) -> None:
+        """Hand a checked message to pygls."""
+        try:
+            self.protocol.handle_message(message)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except Exception:
+            log.exception("pygls failed on a checked message")
+
+
+class ClientFaultFilter(logging.Filter):
+    """pygls logs every error a handler raises with its traceback; an error about the client's
+    input (:data:`CLIENT_FAULTS`) becomes one warning line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite client-fault records; keep every record."""
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, JsonRpcException) and error.code in CLIENT_FAULTS:
+            record.msg = f"{record.getMessage()}: {error.message}"
+            record.args = ()
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def frame_message(message: dict[str, Any]) -> bytes:
+    """``message`` with its ``Content-Length`` header, as sent on the wire."""
+    body = json.dumps(message).encode()
+    return b"Content-Length: %d\r\n\r\n%b" % (len(body), body)
+
+
+def _quiet_client_faults() -> None:
+    """Install :class:`ClientFaultFilter` on pygls' protocol logger (once)."""
+    pygls_log = logging.getLogger("pygls.protocol.json_rpc")
+    if not any(isinstance(f, ClientFaultFilter) for f in pygls_log.filters):
+        pygls_log.addFilter(ClientFaultFilter())
+
+
+async def serve(
+    server: LanguageServer,
+    settings: ServerSettings,
+    read: Callable[[], Awaitable[bytes]],
+    writer: Any,
+) -> None:
+    """Read frames with ``read`` until it returns b"" and run them through a :class:`Gate`;
+    replies go through ``writer`` (pygls' writer interface)."""
+    server.protocol.set_writer(writer)
+    gate = Gate(server, lambda message: writer.write(frame_message(message)))
+    decoder = FrameDecoder(settings.max_message_bytes, settings.max_header_bytes)
+    _quiet_client_faults()
+    while chunk := await read():
+        for frame in decoder.feed(chunk):
+            gate.frame(frame)
+            await asyncio.sleep(0)
+
+
+def serve_stdio(
+    server: LanguageServer,
+    settings: ServerSettings,
+    stdin: BinaryIO | None = None,
+    stdout: BinaryIO | None = None,
+) -> None:
+    """Serve LSP on stdin/stdout until the client closes stdin or sends ``exit``."""
+    source = stdin or sys.stdin.buffer
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-stdin")
+    size = settings.read_chunk_bytes
+
+    async def read() -> bytes:
+        return await asyncio.get_running_loop().run_in_executor(reader, source.read1, size)
+
+    try:
+        asyncio.run(serve(server, settings, read, StdoutWriter(stdout or sys.stdout.buffer)))
+    except BrokenPipeError:
+        log.error("the client closed the connection")
+    finally:
+        reader.shutdown(wait=False)
+        server.shutdown()
+
+
+def serve_tcp(server: LanguageServer, settings: ServerSettings, host: str, port: int) -> None:
+    """Serve LSP to TCP clients on ``host:port``."""
+    size = settings.read_chunk_bytes
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await serve(server, settings, lambda: reader.read(size), writer)
+        writer.close()
+
+    async def main() -> None:
+        listener = await asyncio.start_server(connection, host, port)
+        log.info("serving on %s:%d", host, port)
+        async with listener:
+            await listener.serve_forever()
+
+    asyncio.run(main())
