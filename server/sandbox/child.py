@@ -365,6 +365,20 @@ def _drop_privileges(uid: int) -> None:
         raise SystemExit(f"could not drop to uid {uid}")
 
 
+def _unlock(top: str) -> None:
+    """Give the owner rwx on every folder under ``top`` (a program may have locked one)."""
+    try:
+        os.chmod(top, 0o700)
+    except OSError:
+        return
+    for root, dirs, _ in os.walk(top):
+        for name in dirs:
+            try:
+                os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+            except OSError:
+                continue
+
+
 def _wipe(folders: tuple[str, ...]) -> None:
     """Remove everything the worker can remove in ``folders`` (its private tmpfs, /dev/shm)."""
     for folder in folders:
@@ -375,6 +389,7 @@ def _wipe(folders: tuple[str, ...]) -> None:
         for name in entries:
             path = os.path.join(folder, name)
             if os.path.isdir(path) and not os.path.islink(path):
+                _unlock(path)
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 try:
