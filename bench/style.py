@@ -76,6 +76,7 @@ Injector = Callable[[str, list[str], list[_Logical], int], Iterator[str]]
 
 
 def logical_lines(source: str) -> list[_Logical]:
+    """The logical lines of ``source`` (statements, continuation lines joined), from tokens."""
     out: list[_Logical] = []
     start = first = None
     comment = False

@@ -384,3 +384,23 @@ assert refused == {}, refused
     # AF_INET socket (which an empty network namespace alone would allow) with EAFNOSUPPORT
     assert message.count("(-1, 1)") == 3 and "'socket(AF_INET)': (-1, 97)" in message, message
     assert "'filtered': True" in message, message
+
+
+def test_nothing_a_program_leaves_in_tmp_reaches_the_next_program():
+    # one worker, so that both programs run in the same sandbox, one after the other
+    with Sandbox(
+        SandboxConfig(workers=1, isolation=CFG.isolation, allow_weak=CFG.allow_weak)
+    ) as sb:
+        if not sb.isolation.strong:
+            pytest.skip("the weak isolation shares the host's temp dirs")
+        body = """
+os.makedirs('/tmp/left/locked')
+open('/tmp/left/locked/note', 'w').write('from an earlier program')
+os.chmod('/tmp/left/locked', 0)
+os.chmod('/tmp/left', 0)
+return False
+"""
+        leave = _attack(sb, body, hook_off=True)
+        assert leave.tests[0].exception == "AssertionError"  # it did write (then failed itself)
+        r = sb.run("import os\n", ["assert os.listdir('/tmp') == [os.path.basename(os.getcwd())]"])
+        assert r.all_passed, r.summary()

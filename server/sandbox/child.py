@@ -7,15 +7,8 @@ the limits and runs the tests, so a program costs a fork, not a Python start-up
 
 In the forked child: a new session (``setsid``), stdin/stdout/stderr on /dev/null, a fresh temp
 dir as cwd, HOME and TMPDIR, a scrubbed environment, RLIMIT_CPU, RLIMIT_AS, RLIMIT_FSIZE,
-RLIMIT_NPROC, no core files, and an audit hook (``sys.addaudithook``).  The audit hook is a
-second layer only, not a boundary (the program runs in the same interpreter and can reach the
-hook): it turns the common escapes into a clear ``SandboxViolation`` that fails the running test
-even when the program catches it.  It blocks opening for writing, creating, removing, renaming or
-changing files outside the temp dir; process creation (``os.fork``, ``subprocess.Popen``,
-``os.system``, ``os.exec*``, ``os.posix_spawn``, ``os.spawn*``) and signals; socket
-creation (other than AF_UNIX), connect/bind/send and name lookups; ctypes; changing rlimits; importing ``ctypes``,
-``_posixsubprocess`` and other escape hatches.  The boundary is the isolation the worker is
-started under (:mod:`.isolation`).
+RLIMIT_NPROC, no core files, and the audit hook of :mod:`.guard` (a second layer, not a
+boundary).  The boundary is the isolation the worker is started under (:mod:`.isolation`).
 
 Everything runs in one namespace: the program's globals, then the tests' module-level setup.
 ``TestResult.line`` is the program line of the innermost traceback frame inside the program
@@ -27,7 +20,8 @@ in it (``kill(-1)``), so nothing a program spawned survives it.
 The containment protects the machine, not the verdict: code written to forge its own results
 (by writing to the result pipe) is out of scope.
 
-Standard library only (plus the sibling :mod:`.plan` and :mod:`.result`, also stdlib-only).
+Standard library only (plus the siblings :mod:`.guard`, :mod:`.plan` and :mod:`.result`, also
+stdlib-only).
 """
 
 from __future__ import annotations
@@ -46,18 +40,21 @@ from pathlib import Path
 from typing import Any
 
 if __package__:
+    from .guard import BLOCKED_MODULES, MESSAGE_CHARS, install_guard
     from .plan import PROGRAM_FILE, plan_tests
     from .result import assemble
 else:  # run as a script (the worker): the stdlib-only siblings from this file's folder
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from guard import BLOCKED_MODULES, MESSAGE_CHARS, install_guard  # type: ignore[no-redef]
     from plan import PROGRAM_FILE, plan_tests  # type: ignore[no-redef]
     from result import assemble  # type: ignore[no-redef]
 
     del sys.path[0]
-    for _name in ("plan", "result"):  # not importable by those names from a program
+    for _name in ("guard", "plan", "result"):  # not importable by those names from a program
         del sys.modules[_name]
 
-_MESSAGE_CHARS = 300
+# The worker never imports ``subprocess``: a module the worker has loaded is reachable from a
+# sandboxed program without an import event (``subprocess._posixsubprocess.fork_exec``).
 _MAX_STREAM_BYTES = 8 << 20
 _RESULT_FD = 3
 _PRELOAD = (
@@ -65,35 +62,6 @@ _PRELOAD = (
     "string", "heapq", "bisect", "fractions", "statistics", "copy", "operator", "decimal",
     "datetime", "json",
 )  # fmt: skip
-_BLOCKED_MODULES = frozenset(
-    {"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "_testcapi",
-     "_testinternalcapi"}
-)  # fmt: skip
-_BLOCKED_EVENTS = frozenset(
-    {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-     "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill",
-     "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-     "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-     "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata",
-     "resource.setrlimit", "resource.prlimit", "os.setuid", "os.setgid", "webbrowser.open",
-     "os.startfile", "gc.get_objects", "gc.get_referrers", "gc.get_referents"}
-)  # fmt: skip
-_PATH_EVENTS: dict[str, tuple[int, ...]] = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
-    "os.link": (0, 1), "os.symlink": (1,), "os.chmod": (0,), "os.chown": (0,),
-    "os.truncate": (0,), "os.utime": (0,), "os.chflags": (0,), "os.lchflags": (0,),
-    "os.setxattr": (0,), "os.removexattr": (0,), "shutil.rmtree": (0,),
-    "shutil.copyfile": (1,), "shutil.copymode": (1,), "shutil.copystat": (1,),
-    "shutil.move": (0, 1), "shutil.chown": (0,),
-}  # fmt: skip
-# The worker never imports ``subprocess``: a module the worker has loaded is reachable from a
-# sandboxed program without an import event (``subprocess._posixsubprocess.fork_exec``).
-_AF_UNIX = 1
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-
-
-class SandboxViolation(PermissionError):
-    """Raised inside the sandbox when the program attempts something the sandbox forbids."""
 
 
 def _program_line(tb: Any) -> int | None:
@@ -110,7 +78,7 @@ def _describe(exc: BaseException, step_source: str) -> dict[str, Any]:
     return {
         "exception": type(exc).__name__,
         "line": _program_line(exc.__traceback__),
-        "message": message[:_MESSAGE_CHARS],
+        "message": message[:MESSAGE_CHARS],
     }
 
 
@@ -121,7 +89,7 @@ def execute(
     try:
         steps, param, target = plan_tests(job["tests"])
     except SyntaxError as exc:
-        emit({"t": "tests_error", "message": f"{type(exc).__name__}: {exc}"[:_MESSAGE_CHARS]})
+        emit({"t": "tests_error", "message": f"{type(exc).__name__}: {exc}"[:MESSAGE_CHARS]})
         return
     names = [s.name for s in steps if s.name is not None]
     emit({"t": "plan", "names": names})
@@ -165,61 +133,6 @@ def execute(
     emit({"t": "end"})
 
 
-def _install_guard(root: str, violations: list[str]) -> None:
-    """Audit hook: block writes outside ``root``, processes, network, ctypes (see docstring)."""
-    root = os.path.realpath(root)
-    prefix = root + os.sep
-    realpath, join, fsdecode, getcwd = os.path.realpath, os.path.join, os.fsdecode, os.getcwd
-    busy = [False]
-
-    def outside(path: Any) -> bool:
-        if isinstance(path, int) or path is None:
-            return False
-        text = fsdecode(path) if isinstance(path, (bytes, os.PathLike)) else str(path)
-        if text == os.devnull:
-            return False
-        full = realpath(join(getcwd(), text))
-        return full != root and not full.startswith(prefix)
-
-    def block(what: str) -> None:
-        violations.append(what[:_MESSAGE_CHARS])
-        raise SandboxViolation(f"sandbox: {what}")
-
-    def hook(event: str, args: tuple[Any, ...]) -> None:
-        if busy[0]:
-            return
-        if event == "open":
-            path, mode, flags = args
-            writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or bool(
-                (flags or 0) & _WRITE_FLAGS
-            )
-            if not writing:
-                return
-            busy[0] = True
-            try:
-                bad = outside(path)
-            finally:
-                busy[0] = False
-            if bad:
-                block(f"write outside the sandbox: {path!r}")
-        elif event in _PATH_EVENTS:
-            busy[0] = True
-            try:
-                bad = [args[i] for i in _PATH_EVENTS[event] if i < len(args) and outside(args[i])]
-            finally:
-                busy[0] = False
-            if bad:
-                block(f"{event} outside the sandbox: {bad[0]!r}")
-        elif event in _BLOCKED_EVENTS:
-            block(f"{event} is not allowed")
-        elif event == "socket.__new__" and args[1] != _AF_UNIX:
-            block(f"sockets of address family {args[1]} are not allowed")
-        elif event == "import" and args[0].partition(".")[0] in _BLOCKED_MODULES:
-            block(f"import of {args[0]} is not allowed")
-
-    sys.addaudithook(hook)
-
-
 def _write_all(fd: int, data: bytes) -> None:
     while data:
         data = data[os.write(fd, data) :]
@@ -247,10 +160,10 @@ def _child(job: dict[str, Any], tmp: str, wfd: int) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
     resource.setrlimit(resource.RLIMIT_NPROC, (lim["max_processes"], lim["max_processes"]))
     resource.setrlimit(resource.RLIMIT_AS, (mem, mem))
-    for name in _BLOCKED_MODULES:
+    for name in BLOCKED_MODULES:
         sys.modules.pop(name, None)
     violations: list[str] = []
-    _install_guard(tmp, violations)
+    install_guard(tmp, violations)
 
     def emit(record: dict[str, Any]) -> None:
         _write_all(_RESULT_FD, (json.dumps(record) + "\n").encode())
@@ -365,6 +278,20 @@ def _drop_privileges(uid: int) -> None:
         raise SystemExit(f"could not drop to uid {uid}")
 
 
+def _unlock(top: str) -> None:
+    """Give the owner rwx on every folder under ``top`` (a program may have locked one)."""
+    try:
+        os.chmod(top, 0o700)
+    except OSError:
+        return
+    for root, dirs, _ in os.walk(top):
+        for name in dirs:
+            try:
+                os.chmod(os.path.join(root, name), 0o700, follow_symlinks=False)
+            except OSError:
+                continue
+
+
 def _wipe(folders: tuple[str, ...]) -> None:
     """Remove everything the worker can remove in ``folders`` (its private tmpfs, /dev/shm)."""
     for folder in folders:
@@ -375,6 +302,7 @@ def _wipe(folders: tuple[str, ...]) -> None:
         for name in entries:
             path = os.path.join(folder, name)
             if os.path.isdir(path) and not os.path.islink(path):
+                _unlock(path)
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 try:
