@@ -212,6 +212,18 @@ class StreamConfig:
     """Largest message (all frames together) the trainer accepts; larger ones are rejected."""
     hard_limit_bytes: int = 64 * 1024 * 1024
     """ZMQ_MAXMSGSIZE per frame: a peer sending more is disconnected before it is read."""
+    max_batch_events: int = 4000
+    """Most elements one batch may hold (twice ``batch_events``); a batch with more is refused
+    whole (``oversized``) before any element is validated, so that no message costs long."""
+    max_reply_rejects: int = 100
+    """Rejected events an ack lists one by one (index: reason); beyond, it only counts them
+    by reason, so that a reply stays small however many elements a batch held."""
+    reject_flush_s: float = 1.0
+    """Seconds between two writes of the trainer's reject counts to its store (counted in
+    memory in between: a flood of bad messages or refused handshakes costs no commit each)."""
+    reject_log_every_s: float = 10.0
+    """Fewest seconds between two log lines of one reject reason (the number left unlogged
+    is added to the next)."""
     batch_events: int = 2000
     """Events the server sends per batch at most."""
     batch_bytes: int = 4 * 1024 * 1024
