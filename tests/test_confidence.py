@@ -29,6 +29,7 @@ from trustfix.trainer.confidence import (
     polarity,
     prior_parameters,
     prior_with_history,
+    right_given_agreement,
     smoothed_confidence,
     updated_beta,
 )
@@ -547,3 +548,24 @@ def test_default_window_compares_with_the_latest_other_reviewer_only() -> None:
         est.observe(item(fid, reviewer, "accept"))
     assert [u["other"] for u in est.explain("d")["updates"]] == ["c"]
     assert [u["other"] for u in est.explain("c")["updates"]] == ["b", "d"]
+
+
+def test_right_given_agreement_is_bayes_rule_for_one_coin_reviewers() -> None:
+    assert right_given_agreement(0.5, 0.9, True) == pytest.approx(0.9)
+    assert right_given_agreement(0.5, 0.9, False) == pytest.approx(0.1)
+    assert right_given_agreement(0.9, 0.5, True) == pytest.approx(0.9)  # an uninformative partner
+    assert right_given_agreement(0.8, 0.7, True) == pytest.approx(0.56 / (0.56 + 0.06))
+    assert right_given_agreement(0.8, 0.7, False) == pytest.approx(0.24 / (0.24 + 0.14))
+
+
+def test_posterior_agreement_removes_most_of_the_pull_toward_the_agreement_rate() -> None:
+    """Counting each agreement whole (eq. 7-8) pulls a reliable reviewer's theta toward their
+    rate of agreement with imperfect others; splitting c by P(right | outcome) does not."""
+    pool = list(np.linspace(0.85, 0.95, 4)) + list(np.linspace(0.2, 0.6, 4))
+    bias = {}
+    for update in ("paper", "posterior"):
+        est = simulate(estimator(dataclasses.replace(CFG, agreement_update=update)), pool)
+        theta = np.array([est.reviewer_confidence(f"r{i}") for i in range(len(pool))])
+        bias[update] = float(np.mean(theta - np.array(pool)))
+    assert bias["paper"] < -0.05
+    assert abs(bias["posterior"]) < abs(bias["paper"]) / 2

@@ -66,6 +66,11 @@ class ConfidenceConfig:
     """Updated items collected before one Adam step of f_phi (keeps the online training cheap)."""
     prior_scale: float = 2.0
     """Upper bound of alpha0 + beta0 - 2 from f_phi: a prior never outweighs a few observations."""
+    agreement_update: str = "paper"
+    """How one comparison (eq. 7-8) is counted: ``paper``, c to alpha if consistent else to
+    beta (theta then tends to the reviewer's rate of agreement with others, below their
+    reliability when the others err); ``posterior``, c split between alpha and beta by the
+    probability that the item is right given the outcome and both reviewers' theta."""
 
 
 @dataclass

@@ -38,6 +38,7 @@ from .beta import (
     has_content,
     is_consistent,
     polarity,
+    right_given_agreement,
     smoothed_confidence,
     updated_beta,
 )
@@ -79,6 +80,7 @@ __all__ = [
     "polarity",
     "prior_parameters",
     "prior_with_history",
+    "right_given_agreement",
     "smoothed_confidence",
     "updated_beta",
 ]

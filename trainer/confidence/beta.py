@@ -128,6 +128,20 @@ def is_consistent(
     return consistency(item_i, item_j, code_encoder, tau_c).consistent
 
 
+def right_given_agreement(theta_self: float, theta_other: float, consistent: bool) -> float:
+    """P(an item is right | it agreed, or not, with another reviewer's item) when each reviewer
+    is right with probability theta, independently, and two items agree iff both are right or
+    both wrong (beyond the paper; ``ConfidenceConfig.agreement_update = "posterior"``):
+    agree: ts*to / (ts*to + (1-ts)(1-to)); disagree: ts(1-to) / (ts(1-to) + (1-ts)to).
+    Counting c * P(right) to alpha and the rest to beta makes theta converge to the reviewer's
+    reliability, where counting every agreement whole converges to the agreement rate."""
+    if consistent:
+        right, wrong = theta_self * theta_other, (1.0 - theta_self) * (1.0 - theta_other)
+    else:
+        right, wrong = theta_self * (1.0 - theta_other), (1.0 - theta_self) * theta_other
+    return right / (right + wrong)
+
+
 def smoothed_confidence(buffer: Sequence[float], xi: float) -> float:
     """theta~_t = sum_i theta_i e^{-(t-i)/xi} / sum_i e^{-(t-i)/xi} over the buffer (eq. 18).
 

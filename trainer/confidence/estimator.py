@@ -25,7 +25,14 @@ import torch
 
 from ..config import ConfidenceConfig
 from ..encoders import Encoder
-from .beta import FeedbackItem, beta_mean, confidence_in_use, consistency, updated_beta
+from .beta import (
+    FeedbackItem,
+    beta_mean,
+    confidence_in_use,
+    consistency,
+    right_given_agreement,
+    updated_beta,
+)
 from .prior import META_DIM, PriorNetwork, feedback_features, prior_with_history, single_threaded
 from .state import EstimatorState, ItemState, ReviewerState, Update
 
@@ -44,6 +51,10 @@ class ConfidenceEstimator:
         code_encoder: Encoder,
         seed: int = 0,
     ) -> None:
+        if cfg.agreement_update not in ("paper", "posterior"):
+            raise ValueError(
+                f"agreement_update must be 'paper' or 'posterior', not {cfg.agreement_update!r}"
+            )
         self.cfg = cfg
         self.text_encoder = text_encoder
         self.code_encoder = code_encoder
@@ -86,6 +97,18 @@ class ConfidenceEstimator:
             0 if update.consistent else 1
         ] += update.increment
         self.state.updates.setdefault(update.item_id, []).append(update)
+
+    def _agreement_increments(
+        self, consistent: bool, theta_self: float, theta_other: float
+    ) -> list[tuple[bool, float]]:
+        """What one comparison adds (eq. 7-8): ``(to alpha?, c)`` pairs.  ``paper``: all of c to
+        alpha if consistent, else to beta; ``posterior``: c split by the probability that the
+        item is right given the outcome and both reviewers' theta (:func:`right_given_agreement`)."""
+        c = self.cfg.increment
+        if self.cfg.agreement_update == "paper":
+            return [(consistent, c)]
+        right = right_given_agreement(theta_self, theta_other, consistent)
+        return [(True, c * right), (False, c * (1.0 - right))]
 
     def _train_prior(self, item_ids: Iterable[str]) -> None:
         """Queue updated items; once ``prior_batch`` are queued, one Adam step of f_phi toward
@@ -168,19 +191,27 @@ class ConfidenceEstimator:
                 result = consistency(item, other, self.code_encoder, self.cfg.consistency_threshold)
                 if result.consistent is None:
                     continue
+                reviewers = self.state.reviewers
+                thetas = {
+                    i: reviewers[self.state.items[i].item.reviewer].theta
+                    for i in (item.id, other_id)
+                }
                 for target, partner in ((item.id, other_id), (other_id, item.id)):
-                    self._apply(
-                        Update(
-                            seq,
-                            target,
-                            partner,
-                            "agreement",
-                            result.consistent,
-                            result.basis,
-                            result.value,
-                            self.cfg.increment,
+                    for consistent, increment in self._agreement_increments(
+                        result.consistent, thetas[target], thetas[partner]
+                    ):
+                        self._apply(
+                            Update(
+                                seq,
+                                target,
+                                partner,
+                                "agreement",
+                                consistent,
+                                result.basis,
+                                result.value,
+                                increment,
+                            )
                         )
-                    )
                 updated.append(other_id)
             self.state.by_suggestion.setdefault(item.suggestion_id, []).append(item.id)
             if item.location:
