@@ -32,9 +32,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from trustfix.trainer.config import PPOConfig, TrustRegionConfig
 from trustfix.trainer.policies.base import Policy
 from trustfix.trainer.ppo import (
-    CONFIDENCE_BINS,
     PPOLearner,
     RolloutBuffer,
+    confidence_bin_diagnostics,
     explained_variance,
     generalized_advantages,
 )
@@ -226,14 +226,7 @@ class UATRPOLearner(PPOLearner):
             "mean_abs_log_ratio": float(shift.mean()),
             "fisher_top_eig": float(eigs.max()), "grad_cov_trace": float(torch.trace(cov)),
         }  # fmt: skip
-        bins = torch.bucketize(theta, torch.tensor(CONFIDENCE_BINS[1:-1]), right=True)
-        for b in range(len(CONFIDENCE_BINS) - 1):
-            label = f"{CONFIDENCE_BINS[b]:.2f}-{min(CONFIDENCE_BINS[b + 1], 1.0):.2f}"
-            in_bin = bins == b
-            diagnostics[f"clip_fraction[{label}]"] = float("nan")
-            diagnostics[f"abs_log_ratio[{label}]"] = (
-                float(shift[in_bin].mean()) if int(in_bin.sum()) else float("nan")
-            )
+        diagnostics.update(confidence_bin_diagnostics(theta, shift))
         self.history.append(diagnostics)
         return diagnostics
 

@@ -9,13 +9,11 @@ so a server that never meets a trainer cannot fill the disk.
 from __future__ import annotations
 
 import logging
-import sqlite3
 import threading
 from pathlib import Path
 
-import sqlite_utils
+from trustfix.trainer.db import checkpoint_in_background, open_wal
 from trustfix.trainer.events import Event, EventError, decode_event, encode_event, event_key
-from trustfix.trainer.store import WalCheckpointer
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +31,7 @@ class Outbox:
         self.warn_rows = int(max_rows * 0.8) if warn_rows is None else warn_rows
         self._lock = threading.Lock()
         self._warned = False
-        conn = sqlite3.connect(path, check_same_thread=False, timeout=30)
-        self.db = sqlite_utils.Database(conn)
-        self.db.enable_wal()
-        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db = open_wal(path, timeout=30, autocommit=False)
         self.table = self.db.table("events")
         if not self.table.exists():
             self.table.create(
@@ -44,10 +39,7 @@ class Outbox:
                 pk="seq",
             )
             self.table.create_index(["key"], unique=True)
-        self._checkpoints: WalCheckpointer | None = None
-        if checkpoint_every_s is not None:
-            self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpoints = WalCheckpointer(path, checkpoint_every_s)
+        self._checkpoints = checkpoint_in_background(self.db, path, checkpoint_every_s)
 
     def add(self, event: Event) -> bool:
         """Store ``event`` (validated first); False when its key is already stored."""

@@ -21,12 +21,15 @@ from trustfix.trainer.confidence import (
     beta_mean,
     confidence_in_use,
     consistency,
+    estimator_from_rows,
+    estimator_to_rows,
     feedback_meta,
     has_content,
     is_consistent,
     polarity,
     prior_parameters,
     prior_with_history,
+    right_given_agreement,
     smoothed_confidence,
     updated_beta,
 )
@@ -304,9 +307,9 @@ def test_observe_is_idempotent() -> None:
     fb = item("a", "r1", "accept")
     first = est.observe(fb)
     est.observe(item("b", "r2", "accept"))
-    rows = est.to_rows()
+    rows = estimator_to_rows(est)
     assert est.observe(fb) == est.confidence("a")
-    assert est.to_rows() == rows
+    assert estimator_to_rows(est) == rows
     assert first != est.confidence("a")
 
 
@@ -491,12 +494,12 @@ def _assert_same_state(a: ConfidenceEstimator, b: ConfidenceEstimator) -> None:
 def test_round_trip_through_json_is_exact_and_continues_identically() -> None:
     cfg = dataclasses.replace(CFG, prior_batch=13)
     est = simulate(estimator(cfg, seed=3), [0.3, 0.6, 0.9, 0.5, 0.8], n_items=12)
-    rows = json.loads(json.dumps(est.to_rows()))
+    rows = json.loads(json.dumps(estimator_to_rows(est)))
     meta = {row["key"]: json.loads(row["value"]) for row in rows["meta"]}
     assert meta["pending"], "the case must carry a half-filled f_phi training batch"
-    back = ConfidenceEstimator.from_rows(rows, cfg, HASH, HASH)
+    back = estimator_from_rows(rows, cfg, HASH, HASH)
     _assert_same_state(est, back)
-    assert back.to_rows() == est.to_rows()
+    assert estimator_to_rows(back) == estimator_to_rows(est)
     # f_phi, its optimiser state and the pending training queue came back too
     for target in (est, back):
         for n in range(7):
@@ -510,11 +513,11 @@ def test_round_trip_through_json_is_exact_and_continues_identically() -> None:
 def test_round_trip_through_sqlite(tmp_path) -> None:
     est = simulate(estimator(), [0.3, 0.6, 0.9, 0.5], n_items=10)
     db = sqlite_utils.Database(tmp_path / "confidence.sqlite")
-    rows = est.to_rows()
+    rows = estimator_to_rows(est)
     for table, table_rows in rows.items():
         db[table].insert_all(table_rows)
     loaded = {table: list(db[table].rows) for table in rows}
-    back = ConfidenceEstimator.from_rows(loaded, CFG, HASH, HASH)
+    back = estimator_from_rows(loaded, CFG, HASH, HASH)
     _assert_same_state(est, back)
     assert all(row["data"] and isinstance(row["data"], str) for row in loaded["f_phi"])
 
@@ -532,7 +535,7 @@ def test_forget_reviewer_equals_never_having_seen_them() -> None:
     assert any(est.reviewers()[r] != before[r] for r in ("r1", "r2", "r3", "r4"))
     fresh = feed(estimator(seed=1), [(fb, ok) for fb, ok in events if fb.reviewer != "r0"])
     _assert_same_state(est, fresh)
-    assert est.to_rows() == fresh.to_rows()
+    assert estimator_to_rows(est) == estimator_to_rows(fresh)
     owner = {fb.id: fb.reviewer for fb, _ in events}
     for fb in est.items():
         others = [u["other"] for u in est.explain(fb.id)["updates"] if u["other"] is not None]
@@ -545,3 +548,24 @@ def test_default_window_compares_with_the_latest_other_reviewer_only() -> None:
         est.observe(item(fid, reviewer, "accept"))
     assert [u["other"] for u in est.explain("d")["updates"]] == ["c"]
     assert [u["other"] for u in est.explain("c")["updates"]] == ["b", "d"]
+
+
+def test_right_given_agreement_is_bayes_rule_for_one_coin_reviewers() -> None:
+    assert right_given_agreement(0.5, 0.9, True) == pytest.approx(0.9)
+    assert right_given_agreement(0.5, 0.9, False) == pytest.approx(0.1)
+    assert right_given_agreement(0.9, 0.5, True) == pytest.approx(0.9)  # an uninformative partner
+    assert right_given_agreement(0.8, 0.7, True) == pytest.approx(0.56 / (0.56 + 0.06))
+    assert right_given_agreement(0.8, 0.7, False) == pytest.approx(0.24 / (0.24 + 0.14))
+
+
+def test_posterior_agreement_removes_most_of_the_pull_toward_the_agreement_rate() -> None:
+    """Counting each agreement whole (eq. 7-8) pulls a reliable reviewer's theta toward their
+    rate of agreement with imperfect others; splitting c by P(right | outcome) does not."""
+    pool = list(np.linspace(0.85, 0.95, 4)) + list(np.linspace(0.2, 0.6, 4))
+    bias = {}
+    for update in ("paper", "posterior"):
+        est = simulate(estimator(dataclasses.replace(CFG, agreement_update=update)), pool)
+        theta = np.array([est.reviewer_confidence(f"r{i}") for i in range(len(pool))])
+        bias[update] = float(np.mean(theta - np.array(pool)))
+    assert bias["paper"] < -0.05
+    assert abs(bias["posterior"]) < abs(bias["paper"]) / 2

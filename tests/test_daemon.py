@@ -12,10 +12,11 @@ import msgspec
 import pytest
 import zmq
 import zmq.auth
-from trustfix.bench.bench_stream import event_stream, make_feedback, make_suggestion
+from trustfix.trainer.admin import status
 from trustfix.trainer.config import EncoderConfig, StreamConfig, TrustfixConfig
 from trustfix.trainer.daemon import TrainerDaemon
 from trustfix.trainer.events import encode_batch, encode_event, event_key
+from trustfix.trainer.sample_events import event_stream, make_feedback, make_suggestion
 from trustfix.trainer.store import TrainerStore
 from trustfix.trainer.wire import (
     ACK,
@@ -62,6 +63,18 @@ def ask(socket: zmq.Socket, *frames: bytes, timeout: float = 5.0) -> list[bytes]
     return socket.recv_multipart()
 
 
+def wait_for_rejects(store: TrainerStore, expected: dict[str, int], timeout: float = 5.0) -> dict:
+    """``trustfix status``'s reject counts once they reach ``expected`` (they are written at
+    most every ``stream.reject_flush_s``), or as they are at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (rejects := status(store)["rejects"]) != expected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return rejects
+
+
+CLEAN = {"rejected": {}, "rejected_total": 0, "rejected_by_reason": {}}
+
+
 def send_batch(socket: zmq.Socket, events, batch_id: bytes = b"b1") -> dict:
     reply = ask(socket, PROTOCOL, BATCH, batch_id, encode_batch([encode_event(e) for e in events]))
     assert reply[:3] == [PROTOCOL, ACK, batch_id]
@@ -72,11 +85,11 @@ def test_batch_is_committed_before_its_ack_and_stored_once(daemon: TrainerDaemon
     events = event_stream(30)
     socket = dealer(daemon.endpoint)
     report = send_batch(socket, events)
-    assert report == {"stored": 30, "duplicates": 0, "rejected": {}}
+    assert report == {"stored": 30, "duplicates": 0, **CLEAN}
     # another connection sees the rows as soon as the ack is in: the commit came first
     reader = TrainerStore(tmp_path / "store.sqlite")
     assert reader.keys() == [event_key(e) for e in events]
-    assert send_batch(socket, events[10:], b"b2") == {"stored": 0, "duplicates": 20, "rejected": {}}
+    assert send_batch(socket, events[10:], b"b2") == {"stored": 0, "duplicates": 20, **CLEAN}
     assert reader.count() == 30
     socket.close()
 
@@ -96,6 +109,7 @@ def test_every_bad_message_is_rejected_counted_and_the_daemon_lives(daemon: Trai
     assert report["rejected"]["0"].startswith("invalid")
     assert report["rejected"]["2"].startswith("version")
     assert report["rejected"]["3"].startswith("invalid")
+    assert report["rejected_total"] == 3 and report["rejected_by_reason"] == {"invalid": 2, "version": 1}
     # whole messages that cannot be handled
     cases = [
         ((PROTOCOL,), "truncated"),
@@ -108,18 +122,65 @@ def test_every_bad_message_is_rejected_counted_and_the_daemon_lives(daemon: Trai
         ((PROTOCOL, BATCH, b"big", b"x" * (10 * 1024 * 1024)), "oversized"),
         ((PROTOCOL, b"chunk", b"not-a-number", b"0"), "malformed"),
         ((PROTOCOL, TRUST, b"r-a", b"r-b"), "malformed"),
+        # frames missing or too many after a known kind: no IndexError, the id still echoed
+        ((PROTOCOL, b"meta"), "truncated"),
+        ((PROTOCOL, b"chunk", b"1"), "truncated"),
+        ((PROTOCOL, b"meta", b"1", b"2"), "malformed"),
+        ((PROTOCOL, b"chunk", b"1", b"-5"), "malformed"),  # no such version
+        ((PROTOCOL, TRUST, b"\xff\xfe"), "malformed"),  # not UTF-8
+        # hostile JSON: nested past any recursion limit, more elements than a batch may hold
+        ((PROTOCOL, BATCH, b"deep", b"[" * 100_000 + b"]" * 100_000), "malformed"),
+        ((PROTOCOL, BATCH, b"wide", b"[" + b",".join([b"1"] * 500_000) + b"]"), "oversized"),
     ]
     for frames, reason in cases:
         reply = ask(socket, *frames)
         assert reply[1] == ERROR and reply[3].decode().startswith(reason), (frames[:2], reply)
-    rejects = daemon.store.rejects()
-    assert rejects == {"invalid": 2, "malformed": 4, "version": 1, "truncated": 3,
-                       "protocol-version": 1, "unknown-kind": 1, "oversized": 1}
+        assert reply[2] == (frames[2][:64] if len(frames) > 2 else b""), "the id is echoed"
+    rejects = wait_for_rejects(daemon.store, {
+        "invalid": 2, "malformed": 8, "version": 1, "truncated": 5, "protocol-version": 1,
+        "unknown-kind": 1, "oversized": 2})
+    assert rejects == {"invalid": 2, "malformed": 8, "version": 1, "truncated": 5,
+                       "protocol-version": 1, "unknown-kind": 1, "oversized": 2}
     # still alive, answering and storing
     assert ask(socket, PROTOCOL, PING)[:2] == [PROTOCOL, PONG]
     assert send_batch(socket, [make_feedback(9, "s1")], b"after")["stored"] == 1
     assert daemon.store.count() == 3
     socket.close()
+
+
+def test_reply_to_a_batch_of_many_bad_events_stays_small(daemon: TrainerDaemon):
+    socket = dealer(daemon.endpoint)
+    bad = [b'{"type":"vote","n":%d}' % i for i in range(3000)]
+    frame = encode_batch([encode_event(make_suggestion(0)), *bad])
+    reply = ask(socket, PROTOCOL, BATCH, b"many", frame)
+    report = msgspec.json.decode(reply[3])
+    assert report["stored"] == 1 and report["rejected_total"] == 3000
+    assert report["rejected_by_reason"] == {"invalid": 3000}
+    assert len(report["rejected"]) == QUIET.max_reply_rejects
+    assert len(reply[3]) < 20_000 < len(frame)
+    assert wait_for_rejects(daemon.store, {"invalid": 3000}) == {"invalid": 3000}
+    socket.close()
+
+
+def test_a_flooding_peer_does_not_starve_another(daemon: TrainerDaemon):
+    """While one peer has the costliest batches it may send queued, another's ping is answered
+    after at most a few of them: ZeroMQ queues peers fairly and no message costs long."""
+    flood = dealer(daemon.endpoint)
+    frame = b"[" + b",".join([b"1"] * QUIET.max_batch_events) + b"]"  # max elements, all invalid
+    other = dealer(daemon.endpoint)
+    assert ask(other, PROTOCOL, PING)[:2] == [PROTOCOL, PONG]  # connected before the flood
+    for i in range(30):
+        flood.send_multipart([PROTOCOL, BATCH, b"f%d" % i, frame])
+    assert flood.poll(30_000)  # the flood is being handled
+    for _ in range(3):
+        assert ask(other, PROTOCOL, PING, timeout=30)[:2] == [PROTOCOL, PONG]
+        waiting = 0
+        while flood.poll(0):
+            flood.recv_multipart()
+            waiting += 1
+        assert waiting <= 4, "the ping waited for the flooding peer's queue"
+    flood.close()
+    other.close()
 
 
 def test_off_loopback_needs_keys(tmp_path: Path):
@@ -160,6 +221,11 @@ def test_curve_admits_listed_keys_only(tmp_path: Path):
         while d.store.rejects().get("unauthenticated", 0) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert d.store.rejects().get("unauthenticated", 0) >= 2
+        # the plain peer retries its handshake every ~100 ms: counted, but written at most
+        # every reject_flush_s (one commit for many attempts), never one write per attempt
+        writes = d.store.db.conn.total_changes
+        time.sleep(1.5)
+        assert d.store.db.conn.total_changes - writes <= 3
         assert not intruder.poll(200) and not plain.poll(10)
         assert d.store.keys() == ["s7@0"]
         for s in (intruder, plain, friend):
@@ -176,8 +242,6 @@ def test_second_daemon_on_the_same_store_is_refused(daemon: TrainerDaemon, tmp_p
 
 
 def test_status_counts(daemon: TrainerDaemon):
-    from trustfix.trainer.daemon import status
-
     socket = dealer(daemon.endpoint)
     send_batch(socket, event_stream(9))
     report = status(daemon.store)

@@ -4,20 +4,25 @@ torchrun workers on CPU with gloo) and one DDP update across both workers."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
-from trustfix.bench.bench_stream import event_stream, make_feedback, make_suggestion
-from trustfix.trainer.confidence import ConfidenceEstimator, FeedbackItem
+from trustfix.trainer.confidence import (
+    ConfidenceEstimator,
+    FeedbackItem,
+    estimator_from_rows,
+    estimator_to_rows,
+)
 from trustfix.trainer.config import ConfidenceConfig, RankerConfig
 from trustfix.trainer.distributed import parameter_digest, shard_of, worker_store_path
 from trustfix.trainer.encoders import get_encoder
 from trustfix.trainer.events import Feedback, Suggestion, encode_event
 from trustfix.trainer.policies import RankerPolicy, load_checkpoint
+from trustfix.trainer.sample_events import event_stream, make_feedback, make_suggestion
 from trustfix.trainer.store import TrainerStore
 
 PRIOR = ConfidenceConfig().reviewer_prior
@@ -65,7 +70,7 @@ def test_exchanged_increments_add_up_survive_saving_and_forgetting():
     assert set(ra) == set(rb) == {"ann", "bob", "cat", "dan"}  # dan is known to a only remotely
     for name in ra:
         assert (ra[name].alpha, ra[name].beta, ra[name].count) == (rb[name].alpha, rb[name].beta, rb[name].count)
-        own_a, own_b = own_sums(a.to_rows(), name), own_sums(b.to_rows(), name)
+        own_a, own_b = own_sums(estimator_to_rows(a), name), own_sums(estimator_to_rows(b), name)
         assert ra[name].alpha == pytest.approx(own_a[0] + own_b[0] - PRIOR[0])
         assert ra[name].beta == pytest.approx(own_a[1] + own_b[1] - PRIOR[1])
     assert ra["bob"].count == 2 and ra["bob"].beta > PRIOR[1] and ra["bob"].alpha > PRIOR[0]
@@ -76,9 +81,9 @@ def test_exchanged_increments_add_up_survive_saving_and_forgetting():
     exchange([a, b])
     assert a.reviewers()["dan"].alpha == b.reviewers()["dan"].alpha > 1.0
     # the remote share is saved and comes back
-    back = ConfidenceEstimator.from_rows(a.to_rows(), ConfidenceConfig(), get_encoder("hashing"),
+    back = estimator_from_rows(estimator_to_rows(a), ConfidenceConfig(), get_encoder("hashing"),
                                          get_encoder("hashing"))
-    assert back.to_rows() == a.to_rows()
+    assert estimator_to_rows(back) == estimator_to_rows(a)
     assert back.reviewers()["dan"].alpha == a.reviewers()["dan"].alpha
     # forgetting dan: a drops dan's remote share but keeps everyone else's; a full exchange
     # after both forgot leaves no trace of dan and everyone else as before the forget
@@ -97,18 +102,12 @@ def test_exchanged_increments_add_up_survive_saving_and_forgetting():
         assert {n: (s.alpha, s.beta) for n, s in reviewers.items()} == expected  # exact: c = 1/4
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 RANKER = ["--set", "ranker.d_model=32", "--set", "ranker.n_layers=1", "--set", "ranker.max_tokens=96",
           "--set", "ranker.state_tokens=48"]
 
 
 @pytest.mark.timeout(180)
-def test_two_torchrun_workers_share_confidence_and_one_policy(tmp_path: Path):
+def test_two_torchrun_workers_share_confidence_and_one_policy(tmp_path: Path, free_port: Callable[[], int]):
     store_path = tmp_path / "store.sqlite"
     events = event_stream(240, reviewers=6)
     # execution evidence on a few suggestions (a later revision with a verdict)

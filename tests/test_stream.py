@@ -7,22 +7,22 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
 import zmq
-from trustfix.bench.bench_stream import event_stream, make_feedback, make_suggestion
 from trustfix.server.outbox import Outbox
 from trustfix.server.stream import OutboxSender, PolicyFetchError, PolicySubscriber, fetch_policy
 from trustfix.trainer.config import EncoderConfig, StreamConfig, TrustfixConfig
 from trustfix.trainer.daemon import TrainerDaemon
 from trustfix.trainer.events import encode_batch, encode_event, event_key
+from trustfix.trainer.sample_events import event_stream, make_feedback, make_suggestion
 from trustfix.trainer.store import TrainerStore
 from trustfix.trainer.wire import ACK, BATCH, PROTOCOL, TRUST
 
@@ -30,12 +30,6 @@ HASHING = TrustfixConfig(encoders=EncoderConfig(text_encoder="hashing", code_enc
 FAST = StreamConfig(update_every=10**9, min_samples=10**9, ack_timeout_s=0.3, backoff_max_s=1.0,
                     idle_poll_s=0.05, batch_events=500)
 N = 10_000
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def filled_outbox(path: Path, events) -> Outbox:
@@ -110,7 +104,7 @@ def _trainer_process(tmp_path: Path, port: int, pub: int) -> subprocess.Popen:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_trainer_killed_mid_stream_loses_nothing(tmp_path: Path):
+def test_trainer_killed_mid_stream_loses_nothing(tmp_path: Path, free_port: Callable[[], int]):
     events = event_stream(N)
     outbox = filled_outbox(tmp_path / "outbox.sqlite", events)
     port, pub = free_port(), free_port()
@@ -329,7 +323,7 @@ def test_forget_while_the_trainer_runs(tmp_path: Path):
         thread.join(60)
 
 
-def test_outbox_grows_while_the_trainer_is_away_then_drains(tmp_path: Path):
+def test_outbox_grows_while_the_trainer_is_away_then_drains(tmp_path: Path, free_port: Callable[[], int]):
     port = free_port()
     stream = StreamConfig(update_every=10**9, min_samples=10**9, ack_timeout_s=0.2,
                           backoff_max_s=0.5, idle_poll_s=0.05)

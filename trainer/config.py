@@ -66,6 +66,11 @@ class ConfidenceConfig:
     """Updated items collected before one Adam step of f_phi (keeps the online training cheap)."""
     prior_scale: float = 2.0
     """Upper bound of alpha0 + beta0 - 2 from f_phi: a prior never outweighs a few observations."""
+    agreement_update: str = "paper"
+    """How one comparison (eq. 7-8) is counted: ``paper``, c to alpha if consistent else to
+    beta (theta then tends to the reviewer's rate of agreement with others, below their
+    reliability when the others err); ``posterior``, c split between alpha and beta by the
+    probability that the item is right given the outcome and both reviewers' theta."""
 
 
 @dataclass
@@ -212,6 +217,18 @@ class StreamConfig:
     """Largest message (all frames together) the trainer accepts; larger ones are rejected."""
     hard_limit_bytes: int = 64 * 1024 * 1024
     """ZMQ_MAXMSGSIZE per frame: a peer sending more is disconnected before it is read."""
+    max_batch_events: int = 4000
+    """Most elements one batch may hold (twice ``batch_events``); a batch with more is refused
+    whole (``oversized``) before any element is validated, so that no message costs long."""
+    max_reply_rejects: int = 100
+    """Rejected events an ack lists one by one (index: reason); beyond, it only counts them
+    by reason, so that a reply stays small however many elements a batch held."""
+    reject_flush_s: float = 1.0
+    """Seconds between two writes of the trainer's reject counts to its store (counted in
+    memory in between: a flood of bad messages or refused handshakes costs no commit each)."""
+    reject_log_every_s: float = 10.0
+    """Fewest seconds between two log lines of one reject reason (the number left unlogged
+    is added to the next)."""
     batch_events: int = 2000
     """Events the server sends per batch at most."""
     batch_bytes: int = 4 * 1024 * 1024

@@ -66,11 +66,11 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .confidence import ConfidenceEstimator
 from .config import DistributedConfig, PPOConfig, StreamConfig, TrustfixConfig, TrustRegionConfig
-from .daemon import Learner, hold_store_lock
-from .events import Feedback, Suggestion, decode_event
+from .events import decode_event
+from .learner import Learner
 from .policies.base import Policy
 from .ppo import PPOLearner, RolloutBuffer, resolve_device
-from .store import TrainerStore
+from .store import TrainerStore, hold_store_lock
 
 log = logging.getLogger(__name__)
 
@@ -247,54 +247,55 @@ class DistributedPPOLearner(PPOLearner):
         return self.ddp(states, candidates, actions)
 
 
-class DistributedLearner(Learner):
-    """The learner of one worker (see the module docstring); worker 0's follows the shared
-    store and hands the other shards out, the others follow their own stores."""
+class DistributedLearner:
+    """The learner of one worker (see the module docstring): a :class:`Learner` that owns this
+    worker's shard of the suggestions, stepped in lockstep with the other workers; worker 0's
+    follows the shared store and hands the other shards out, the others follow their own
+    stores."""
 
     def __init__(self, store: TrainerStore, checkpoints: Path, cfg: TrustfixConfig,
                  stream: StreamConfig) -> None:
         self.group = Collectives(cfg.distributed, cfg.ppo)
         self.rank, self.world_size = self.group.rank, self.group.world
-        super().__init__(store, checkpoints, cfg, stream)
-        self.version, self.steps = self.group.broadcast(self.group.ints([self.version, self.steps]))
-        self.ppo = DistributedPPOLearner(self.ppo.policy, cfg.ppo, cfg.trust_region, self.group)
+        self.cfg, self.stream = cfg, stream
+        self.learner = learner = Learner(
+            store, checkpoints, cfg, stream, world_size=self.world_size,
+            owns=lambda suggestion_id: shard_of(suggestion_id, self.world_size) == self.rank)
+        learner.version, learner.steps = self.group.broadcast(
+            self.group.ints([learner.version, learner.steps]))
+        learner.ppo = DistributedPPOLearner(learner.ppo.policy, cfg.ppo, cfg.trust_region, self.group)
         self.ticks = 0
         """Steps that brought events to any worker (K counts these)."""
-
-    def _queue_sample(self, feedback: Feedback) -> Suggestion | None:
-        if shard_of(feedback.suggestion_id, self.world_size) != self.rank:
-            return None  # worker 0 replaying the shared store: another worker's sample
-        return super()._queue_sample(feedback)
 
     def follow(self, should_stop: Callable[[], bool], wait: Callable[[float], Any]) -> None:
         """Step in lockstep with the other workers until worker 0 stops (``should_stop()`` or
         ``stream.stop_after_updates``); then exchange, save and close the store."""
-        limit = self.stream.stop_after_updates
+        learner, limit = self.learner, self.stream.stop_after_updates
         while True:
-            stop = self.rank == 0 and (should_stop() or bool(limit and self.ppo.updates >= limit))
+            stop = self.rank == 0 and (should_stop() or bool(limit and learner.ppo.updates >= limit))
             busy = self.tick(stop)
             if busy is None:
                 break
             if not busy and self.rank == 0:
                 wait(0.05)
-        exchange_increments(self.estimator, self.group)
-        self.save()
-        self.store.set_state(policy_parameters=parameter_digest(self.ppo.policy))
-        self.store.close()
+        exchange_increments(learner.estimator, self.group)
+        learner.save()
+        learner.store.set_state(policy_parameters=parameter_digest(learner.ppo.policy))
+        learner.store.close()
         dist.destroy_process_group()
 
     def tick(self, stop: bool) -> bool | None:
         """One lockstep step: events and forgets handed out, then update, save and exchange
         decided together.  Whether anything happened; None once worker 0 said stop."""
-        group = self.group
+        group, store = self.group, self.learner.store
         rows: list[tuple[int, str, bytes]] = []
         requests: list[tuple[int, str]] = []
         payloads: list[bytes] | None = None
         header = group.ints([0] * (3 + group.world))
         if self.rank == 0:
             if not stop:
-                requests = self.store.pending_forgets()
-                rows = self.store.raw_events_after(self.processed, self.cfg.distributed.tick_events)
+                requests = store.pending_forgets()
+                rows = store.raw_events_after(self.learner.processed, self.cfg.distributed.tick_events)
             forgets = [reviewer for _, reviewer in requests]
             shards: list[list[bytes]] = [[] for _ in range(group.world)]
             for _, suggestion_id, body in rows:
@@ -316,37 +317,39 @@ class DistributedLearner(Learner):
 
     def _take_own(self, rows: list[tuple[int, str, bytes]], requests: list[tuple[int, str]]) -> None:
         """Worker 0: forget, then observe its own shard of ``rows`` and move past all of them."""
+        learner = self.learner
         if requests:
-            self.forget(requests)
+            learner.forget(requests)
         if not rows:
             return
-        with self.lock:
+        with learner.lock:
             for seq, suggestion_id, body in rows:
                 if shard_of(suggestion_id, self.world_size) == 0:
-                    self.observe(decode_event(body))
-                self.processed = seq
-            self.dirty = True
+                    learner.observe(decode_event(body))
+                learner.processed = seq
+            learner.dirty = True
 
     def _take_shard(self, payload: bytes) -> None:
         """Workers 1..: store the handed-out events (committed first), forget, then learn."""
         if not payload:
             return
+        learner = self.learner
         tick = msgspec.msgpack.decode(payload, type=Tick)
         for reviewer in tick.forgets:
-            self.store.request_forget(reviewer)
-        self.apply_forgets()
+            learner.store.request_forget(reviewer)
+        learner.apply_forgets()
         if tick.events:
-            self.store.add_batch([(decode_event(body), body) for body in tick.events])
-            self.take_events(len(tick.events))
+            learner.store.add_batch([(decode_event(body), body) for body in tick.events])
+            learner.take_events(len(tick.events))
 
     def _decide(self, advanced: bool, forgot: bool) -> bool:
         """Update, save and exchange, decided alike on every worker from one all_gather of
         (pending samples, dirty, worker 0's ms since update and since save); ``advanced``: this
         step brought events or forgets.  Whether it updated."""
-        now = time.monotonic()
+        learner, now = self.learner, time.monotonic()
         shared = self.group.all_gather_ints([
-            len(self.samples), int(self.dirty),
-            int((now - self.last_update) * 1000), int((now - self.last_save) * 1000)])
+            len(learner.samples), int(learner.dirty),
+            int((now - learner.last_update) * 1000), int((now - learner.last_save) * 1000)])
         counts = [row[0] for row in shared]
         waited, since_save = shared[0][2] / 1000, shared[0][3] / 1000
         total, stream = sum(counts), self.stream
@@ -355,30 +358,30 @@ class DistributedLearner(Learner):
             or (total >= stream.min_samples and waited >= stream.update_seconds))
         save = not due and any(row[1] for row in shared) and since_save >= stream.save_every_s
         exchange = forgot or due or save or (advanced and self.ticks % self.cfg.distributed.sync_every == 0)
-        if exchange and exchange_increments(self.estimator, self.group, full=forgot):
-            self.dirty = True
+        if exchange and exchange_increments(learner.estimator, self.group, full=forgot):
+            learner.dirty = True
         if due:
             self._update_shards(counts)
         elif save:
-            self.save()
+            learner.save()
         return due
 
     def _update_shards(self, counts: list[int]) -> None:
         """The DDP update over every worker's pending samples; worker 0 publishes."""
-        samples, inputs, trained = self.take_samples()
-        first = self.steps
-        self.steps = first + sum(counts[: self.rank])  # samples numbered across workers (eq. 15)
-        buffer = self.rollout(samples, inputs) if samples else RolloutBuffer()
-        self.steps = first + sum(counts)
-        diagnostics = self.ppo.update_shards(buffer, counts)
+        learner = self.learner
+        samples, inputs, trained = learner.take_samples()
+        first = learner.steps
+        learner.steps = first + sum(counts[: self.rank])  # samples numbered across workers (eq. 15)
+        buffer = learner.rollout(samples, inputs) if samples else RolloutBuffer()
+        learner.steps = first + sum(counts)
+        diagnostics = learner.ppo.update_shards(buffer, counts)
         if self.rank == 0:
-            self.publish(sum(counts), trained, {**diagnostics, "workers": float(self.world_size)})
+            learner.publish(sum(counts), trained, {**diagnostics, "workers": float(self.world_size)})
         else:
-            self.version += 1
-            with self.lock:
-                self._save_locked(trained_seq=trained)
-        self.store.set_state(policy_parameters=parameter_digest(self.ppo.policy),
-                             policy_version=self.version)
+            learner.version += 1
+            learner.save(trained_seq=trained)
+        learner.store.set_state(policy_parameters=parameter_digest(learner.ppo.policy),
+                                policy_version=learner.version)
 
 
 def run_worker(store: Path, checkpoints: Path, cfg: TrustfixConfig, stream: StreamConfig,

@@ -25,6 +25,24 @@ CONFIDENCE_BINS = (0.0, 0.25, 0.5, 0.75, 1.0001)
 """Edges of the confidence bins over which clip fractions are reported."""
 
 
+def confidence_bin_diagnostics(theta: torch.Tensor, shift: torch.Tensor,
+                               clipped: torch.Tensor | None = None, epochs: int = 1) -> dict[str, float]:
+    """Per bin of :data:`CONFIDENCE_BINS` over the samples' confidence ``theta``: the share of
+    epochs in which a sample's ratio left its region (``clipped``: per sample, epochs clipped;
+    nan without it) and the mean |log pi_new - log pi_old| (``shift``); nan for an empty bin.
+    Keys ``clip_fraction[lo-hi]`` and ``abs_log_ratio[lo-hi]``."""
+    bins = torch.bucketize(theta, torch.tensor(CONFIDENCE_BINS[1:-1]), right=True)
+    out = {}
+    for b in range(len(CONFIDENCE_BINS) - 1):
+        in_bin = bins == b
+        label = f"{CONFIDENCE_BINS[b]:.2f}-{min(CONFIDENCE_BINS[b + 1], 1.0):.2f}"
+        count = int(in_bin.sum())
+        out[f"clip_fraction[{label}]"] = (float(clipped[in_bin].mean()) / epochs
+                                          if count and clipped is not None else float("nan"))
+        out[f"abs_log_ratio[{label}]"] = float(shift[in_bin].mean()) if count else float("nan")
+    return out
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` -> the GPU when one is present, else the CPU."""
     if name == "auto":
@@ -159,7 +177,6 @@ class PPOLearner:
         )
         delta, gate, theta = buffer.column("delta"), buffer.column("gate"), buffer.column("theta")
         actions = torch.tensor([t.action for t in samples], dtype=torch.long)
-        bins = torch.bucketize(theta, torch.tensor(CONFIDENCE_BINS[1:-1]), right=True)
 
         params_before = [p.detach().clone() for p in self.policy.parameters()]
         clipped = torch.zeros(n)  # epochs in which each sample's ratio left its region
@@ -221,12 +238,7 @@ class PPOLearner:
             "update_norm": step_norm,
             "mean_abs_log_ratio": float(shift.mean()),
         }
-        for b in range(len(CONFIDENCE_BINS) - 1):
-            in_bin = bins == b
-            label = f"{CONFIDENCE_BINS[b]:.2f}-{min(CONFIDENCE_BINS[b + 1], 1.0):.2f}"
-            count = int(in_bin.sum())
-            diagnostics[f"clip_fraction[{label}]"] = float(clipped[in_bin].mean()) / cfg.epochs if count else float("nan")
-            diagnostics[f"abs_log_ratio[{label}]"] = float(shift[in_bin].mean()) if count else float("nan")
+        diagnostics.update(confidence_bin_diagnostics(theta, shift, clipped, cfg.epochs))
         self.history.append(diagnostics)
         log.info(
             "update %d: n=%d kl=%.4f clip=%.3f ev=%.3f delta=%.3f q=%.3f",

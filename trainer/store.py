@@ -14,19 +14,25 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import msgspec
 import sqlite_utils
 
+from .db import checkpoint_in_background, open_wal, transaction
 from .events import Event, Suggestion, decode_event, event_key
+
+DISCONNECTED = "disconnected"
+"""Reason under which ``rejects`` counts connections closed or dropped (libzmq drops one that
+sends a frame over ``stream.hard_limit_bytes`` and reports it only as a disconnect); not a
+rejected message, so ``trustfix status`` shows it apart."""
 
 Buffer = bytes | msgspec.Raw
 """An event's JSON as received: bytes, or a slice of a batch frame."""
@@ -70,12 +76,22 @@ def learner_path(path: Path) -> Path:
 
 
 def _open(path: Path, synchronous: str, schema: str) -> sqlite_utils.Database:
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=60, isolation_level=None)
-    db = sqlite_utils.Database(conn)
-    db.enable_wal()
-    db.execute(f"PRAGMA synchronous={synchronous}")
-    conn.executescript(schema)
+    db = open_wal(path, synchronous)
+    db.conn.executescript(schema)
     return db
+
+
+def hold_store_lock(store_path: Path) -> IO[bytes]:
+    """Lock ``STORE.lock`` for this process's lifetime (the kernel drops it if the process dies);
+    RuntimeError when another trainer holds it."""
+    store_path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(store_path.with_name(store_path.name + ".lock"), "wb")  # noqa: SIM115
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise RuntimeError(f"another trainer is running on {store_path}") from None
+    return handle
 
 
 def _row_values(event: Event, received: float) -> tuple[Any, ...]:
@@ -86,48 +102,20 @@ def _row_values(event: Event, received: float) -> tuple[Any, ...]:
             received)
 
 
-class WalCheckpointer:
-    """A thread that copies a SQLite database's write-ahead log into it every ``every_s``
-    seconds, on a connection of its own (PASSIVE: it never blocks a writer or a reader).  Give
-    the writers ``PRAGMA wal_autocheckpoint=0`` and their commits never wait for a checkpoint
-    (SQLite's default: the commit that fills 1000 pages copies them and syncs the database)."""
-
-    def __init__(self, path: Path, every_s: float) -> None:
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(path, every_s),
-                                        name="trustfix-wal", daemon=True)
-        self._thread.start()
-
-    def _run(self, path: Path, every_s: float) -> None:
-        conn = sqlite3.connect(path, timeout=60, isolation_level=None)
-        try:
-            while not self._stopping.wait(every_s):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            conn.close()
-
-    def stop(self) -> None:
-        """Stop the thread (the next writer or opener checkpoints what is left)."""
-        self._stopping.set()
-        self._thread.join()
-
-
 class TrainerStore:
     """One connection to the trainer's store; safe to share between threads (one lock)."""
 
     def __init__(self, path: Path, synchronous: str = "NORMAL",
                  checkpoint_every_s: float | None = None) -> None:
-        """With ``checkpoint_every_s`` a :class:`WalCheckpointer` checkpoints the events'
-        write-ahead log that often, and this connection's commits (ingest's) never do."""
+        """With ``checkpoint_every_s`` a :class:`~trustfix.trainer.db.WalCheckpointer`
+        checkpoints the events' write-ahead log that often, and this connection's commits
+        (ingest's) never do."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._lock = threading.RLock()
         self.db = _open(path, synchronous, _SCHEMA)
         self.learner_db = _open(learner_path(path), synchronous, _LEARNER_SCHEMA)
-        self._checkpoints: WalCheckpointer | None = None
-        if checkpoint_every_s is not None:
-            self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self._checkpoints = WalCheckpointer(path, checkpoint_every_s)
+        self._checkpoints = checkpoint_in_background(self.db, path, checkpoint_every_s)
 
     # ------------------------------------------------------------ events
 
@@ -139,33 +127,30 @@ class TrainerStore:
         new.  Returns only after the commit."""
         now = time.time()
         rows = [(*_row_values(event, now), body) for event, body in events]
-        with self._lock:
-            conn = self.db.conn
+        totals: dict[str, tuple[int, str]] = {}
+        for reason, detail in rejects:
+            totals[reason] = (totals.get(reason, (0, ""))[0] + 1, detail)
+        with self._lock, transaction(self.db.conn) as conn:
             before = conn.total_changes
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    "INSERT OR IGNORE INTO events (key, type, event_id, suggestion_id, reviewer, "
-                    "revision, received, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-                added = conn.total_changes - before
-                self._count_rejects(rejects, now)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return added
+            conn.executemany(
+                "INSERT OR IGNORE INTO events (key, type, event_id, suggestion_id, reviewer, "
+                "revision, received, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            added = conn.total_changes - before
+            self._count_rejects(((r, n, d) for r, (n, d) in totals.items()), now)
+        return added
 
-    def _count_rejects(self, rejects: Iterable[tuple[str, str]], now: float) -> None:
+    def _count_rejects(self, rejects: Iterable[tuple[str, int, str]], now: float) -> None:
         self.db.conn.executemany(
-            "INSERT INTO rejects (reason, count, last_detail, last_time) VALUES (?, 1, ?, ?) "
-            "ON CONFLICT(reason) DO UPDATE SET count = count + 1, last_detail = excluded.last_detail, "
-            "last_time = excluded.last_time",
-            [(reason, detail[:500], now) for reason, detail in rejects],
+            "INSERT INTO rejects (reason, count, last_detail, last_time) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(reason) DO UPDATE SET count = count + excluded.count, "
+            "last_detail = excluded.last_detail, last_time = excluded.last_time",
+            [(reason, n, detail[:500], now) for reason, n, detail in rejects],
         )
 
-    def count_reject(self, reason: str, detail: str) -> None:
-        """Count one rejected message (its own small transaction)."""
-        self.add_batch((), [(reason, detail)])
+    def count_rejects(self, totals: dict[str, tuple[int, str]]) -> None:
+        """Add ``{reason: (count, last detail)}`` to the reject counts (one transaction)."""
+        with self._lock, transaction(self.db.conn):
+            self._count_rejects(((r, n, d) for r, (n, d) in totals.items()), time.time())
 
     def rejects(self) -> dict[str, int]:
         """Reject counts by reason."""
@@ -249,18 +234,11 @@ class TrainerStore:
         """Replace the estimator's tables (``ConfidenceEstimator.to_rows()``) and set ``state``
         values, in one transaction."""
         flat = [(tbl, n, json.dumps(row)) for tbl, table in rows.items() for n, row in enumerate(table)]
-        with self._lock:
-            conn = self.learner_db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("DELETE FROM estimator")
-                conn.executemany("INSERT INTO estimator (tbl, n, row) VALUES (?, ?, ?)", flat)
-                conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                                 [(k, json.dumps(v)) for k, v in state.items()])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self.learner_db.conn) as conn:
+            conn.execute("DELETE FROM estimator")
+            conn.executemany("INSERT INTO estimator (tbl, n, row) VALUES (?, ?, ?)", flat)
+            conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                             [(k, json.dumps(v)) for k, v in state.items()])
 
     def reviewer_trust(self, reviewer: str) -> dict[str, float] | None:
         """One reviewer's saved Beta state, ``{alpha, beta, theta, count}`` (None when unknown),
@@ -294,18 +272,11 @@ class TrainerStore:
         """Record a published version and its update's diagnostics (one transaction)."""
         now = time.time()
         clean = {k: (None if math.isnan(v) else v) for k, v in diagnostics.items()}
-        with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute("INSERT OR REPLACE INTO policy_versions VALUES (?, ?, ?, ?, ?, ?)",
-                             (version, sha256, size, path, now, samples))
-                conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
-                             (int(diagnostics.get("update", version)), now, version, json.dumps(clean)))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._lock, transaction(self.db.conn) as conn:
+            conn.execute("INSERT OR REPLACE INTO policy_versions VALUES (?, ?, ?, ?, ?, ?)",
+                         (version, sha256, size, path, now, samples))
+            conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
+                         (int(diagnostics.get("update", version)), now, version, json.dumps(clean)))
 
     def versions(self) -> list[dict[str, Any]]:
         """Every published version, oldest first."""
@@ -323,18 +294,11 @@ class TrainerStore:
     def request_forget(self, reviewer: str) -> int:
         """Delete one reviewer's events now and queue the estimator's forgetting (one
         transaction); how many events went."""
-        with self._lock:
-            conn = self.db.conn
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                deleted = conn.execute("DELETE FROM events WHERE reviewer = ?", (reviewer,)).rowcount
-                conn.execute("INSERT INTO forget_requests (reviewer, time) VALUES (?, ?)",
-                             (reviewer, time.time()))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            return deleted
+        with self._lock, transaction(self.db.conn) as conn:
+            deleted = conn.execute("DELETE FROM events WHERE reviewer = ?", (reviewer,)).rowcount
+            conn.execute("INSERT INTO forget_requests (reviewer, time) VALUES (?, ?)",
+                         (reviewer, time.time()))
+        return deleted
 
     def pending_forgets(self) -> list[tuple[int, str]]:
         """Forget requests not yet applied to the estimator: ``(id, reviewer)``."""

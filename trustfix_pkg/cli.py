@@ -228,8 +228,8 @@ def train(
     import signal
     import sys
 
-    from trustfix.trainer.daemon import TrainerDaemon
     from trustfix.trainer.distributed import rank, run_worker
+    from trustfix.trainer.ingest import TrainerDaemon
     from trustfix.trainer.wire import InsecureEndpointError
 
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
@@ -300,7 +300,7 @@ def explain(
     set_: SetOption = None,
 ) -> None:
     """Why a feedback item got its weight: prior, each update, alpha, beta, theta, delta, q (JSON)."""
-    from trustfix.trainer.daemon import explain as explain_item
+    from trustfix.trainer.admin import explain as explain_item
 
     try:
         report = explain_item(_open_store(store), _load(config, set_), feedback_id)
@@ -318,7 +318,7 @@ def export(
     set_: SetOption = None,
 ) -> None:
     """All of one reviewer's data as JSON: events, confidence, each item's account."""
-    from trustfix.trainer.daemon import export_reviewer
+    from trustfix.trainer.admin import export_reviewer
 
     data = export_reviewer(_open_store(store), _load(config, set_), reviewer)
     text = json.dumps(data, indent=2)
@@ -336,8 +336,8 @@ def forget(
     set_: SetOption = None,
 ) -> None:
     """Delete one reviewer's events and their contribution to everyone's confidence."""
-    from trustfix.trainer.daemon import forget_offline, hold_store_lock
-    from trustfix.trainer.store import TrainerStore
+    from trustfix.trainer.admin import forget_offline
+    from trustfix.trainer.store import TrainerStore, hold_store_lock
 
     opened = _open_store(store)
     deleted = opened.request_forget(reviewer)
@@ -368,7 +368,7 @@ def status(
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Policy versions, queue depths and rejected messages by reason."""
-    from trustfix.trainer.daemon import status as store_status
+    from trustfix.trainer.admin import status as store_status
 
     report = store_status(_open_store(store))
     if outbox is not None:
@@ -388,6 +388,8 @@ def status(
         typer.echo(f"outbox: {report['outbox']} events waiting")
     rejects = ", ".join(f"{k} {v}" for k, v in report["rejects"].items()) or "none"
     typer.echo(f"rejected: {rejects}")
+    typer.echo(f"connections closed or dropped: {report['disconnects']} (a frame over "
+               "stream.hard_limit_bytes drops one)")
 
 
 @app.command()
