@@ -6,6 +6,7 @@ import atexit
 import ctypes
 import gc
 import multiprocessing
+import signal
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
@@ -42,8 +43,24 @@ def release_memory() -> None:
     libc.malloc_trim(0)
 
 
+PR_SET_PDEATHSIG = 1
+"""prctl option: the signal a process gets when its parent dies (Linux)."""
+
+
+def die_with_parent() -> None:
+    """Ask Linux to send this process SIGTERM when its parent dies, so a killed ``trustfix
+    bench`` (e.g. by a test's timeout) leaves no pool worker running on; a no-op elsewhere."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 def _start_worker(make_runner: Callable[[], Runner], ticks: Any) -> None:
-    """Pool initializer: one Runner (sandbox, caches) per worker process, closed at exit."""
+    """Pool initializer: one Runner (sandbox, caches) per worker process, closed at exit; the
+    worker ends when the parent does."""
+    die_with_parent()
     runner = make_runner()
     atexit.register(runner.close)
     _WORKER.update(runner=runner, ticks=ticks)

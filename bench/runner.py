@@ -131,6 +131,7 @@ class Runner:
         by_problem = sorted(test, key=lambda t: (t.problem_id, t.id))  # every problem early
         self.train = train[: cfg.train_tasks or None]
         self.test = by_problem[: cfg.test_tasks or None]
+        self._oracle: float | None = None
         self.encoder: Encoder = (make_encoder(HASHING) if cfg.encoder == HASHING
                                  else get_encoder(cfg.encoder))  # fmt: skip
 
@@ -153,12 +154,14 @@ class Runner:
         def propose_fn(task: Task) -> Callable[[str], list[str]]:
             return lambda source: [c.source for c in self.env.candidates(task, source)]
 
-        best = [oracle(t, propose_fn(t), self.sandbox, cfg.horizon) for t in self.test]
+        if self._oracle is None:  # the same for every seed: once per worker
+            best = [oracle(t, propose_fn(t), self.sandbox, cfg.horizon) for t in self.test]
+            self._oracle = ccs([o.solved for o in best])
         policy = self.start.build(seed)
         start_ccs, start_sir = ccs_sir(
             self.env, self.test, episodes(self.env, greedy(policy), self.test, cfg.horizon)
         )
-        out = {"no_refinement": none, "random": rand, "oracle": ccs([o.solved for o in best]),
+        out = {"no_refinement": none, "random": rand, "oracle": self._oracle,
                "pretrained": start_ccs, "pretrained_sir": start_sir}  # fmt: skip
         for condition in cfg.conditions:
             team = team_preference(condition, seed)
@@ -230,7 +233,7 @@ class Runner:
                 step += 1
                 if on_step:
                     on_step()
-                if step in eval_at:
+                if step in eval_at and step < cfg.steps:
                     result.curve.append((step, self._ccs(learner)))
                 if done or step >= cfg.steps:
                     pending[-1].done = True
@@ -243,6 +246,7 @@ class Runner:
         policy.eval()
         finals = episodes(env, greedy(policy), self.test, cfg.horizon)
         result.ccs, result.sir = ccs_sir(env, self.test, finals)
+        result.curve.append((cfg.steps, result.ccs))
         result.preference = preference_agreement(preference_decisions(env, policy, self.test, team))
         self._reviewer_estimates(result, estimator, channel, truth, ppo_cfg.smoothing)
         threshold = tr_cfg.gate_threshold if ppo_cfg.use_confidence else None

@@ -80,8 +80,8 @@ class BenchConfig:
     follow_margin: float = 0.01
     """Change of log pi(a|s) (nats) after the probe update that counts as following a probe's
     feedback (toward the action it recommends, away from the one it rejects)."""
-    eval_points: int = 3
-    """Held-out CCS evaluations per run (for the curves; the last one is final)."""
+    eval_points: int = 2
+    """Held-out CCS evaluations per run (for the curves; the last one is the final evaluation)."""
     style_weight: float = 0.2
     """w: weight of the normalised style-violation change in r_env."""
     lr: float = 1e-3

@@ -397,6 +397,8 @@ def bench(
     ablations: Annotated[bool, typer.Option("--ablations", help="Also run Table 2's ablations.")] = False,
     seeds: Annotated[int | None, typer.Option(help="Seeds per method and condition (default 5).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps per run.")] = None,
+    test_tasks: Annotated[int | None, typer.Option(
+        help="Held-out tasks evaluated (default: all, about 169).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")] = False,
     encoder: Annotated[str | None, typer.Option(help="Estimator encoder: hashing or embedded.")] = None,
     policy: Annotated[str | None, typer.Option(
@@ -417,7 +419,7 @@ def bench(
     chosen = [m.strip() for item in methods or [] for m in item.split(",") if m.strip()]
     try:
         bench_cfg = bench_config(condition, chosen, ablations, quick, seeds=seeds, steps=steps,
-                                 encoder=encoder, policy=policy)
+                                 encoder=encoder, policy=policy, test_tasks=test_tasks)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     with Progress(
