@@ -14,6 +14,15 @@ comment   praise a good step / name the true fix      run down a good step or na
 score     4-5 for a good step, 1-2 for a bad one      the inverse
 ========  ==========================================  =========================================
 
+Every draft also carries its ``polarity``: the reviewer's stance toward the step's chosen edit
+(+1 accept, a high score, a praising comment; -1 reject, a low score, a blaming comment, and a
+correction that proposes another edit).  In real use the editor's buttons and the reviewer's
+words carry it; here it is the simulated reviewer's intent, handed on as data.
+
+Every pool also has a hidden **team style preference** (:class:`TeamPreference`): for each kind
+of style refinement (a ruff rule code, or ``format``) whether the team wants it.  It is fixed per
+pool and decides, for a style step, what a right reviewer says; the tests cannot see it.
+
 ``accept`` and ``reject`` are one form (the verdict): the reviewer's kind weights choose the form
 (verdict weight = accept + reject weights) and correctness chooses the polarity.  Comments are
 specific (naming a line and a change) with probability ``specificity``, else vague; both come
@@ -81,6 +90,9 @@ class FeedbackDraft:
     diff: str | None
     score: int | None
     right: bool
+    polarity: int = 1
+    """+1 when the feedback is for the chosen edit, -1 when it is against it (a correction
+    proposing another edit included)."""
 
 
 _LINE_SUFFIX = re.compile(r"\s+on line \d+$")
@@ -181,6 +193,9 @@ class Reviewer:
             kind = "edit"
             target = step.fix if right else self._decoy(step, rng)
             diff = unified_diff(step.source, target.source if target else step.source)
+            for_chosen = target is not None and target.source == step.candidate.source
+            return FeedbackDraft(self.id, self.role, kind, text, diff, score, right,
+                                 1 if for_chosen else -1)  # fmt: skip
         elif form == "comment":
             kind = "comment"
             text = self._comment(step, right, rng)
@@ -188,7 +203,8 @@ class Reviewer:
             kind = "score"
             high = step.good == right
             score = rng.choice((4, 5)) if high else rng.choice((1, 2))
-        return FeedbackDraft(self.id, self.role, kind, text, diff, score, right)
+        return FeedbackDraft(self.id, self.role, kind, text, diff, score, right,
+                             1 if step.good == right else -1)  # fmt: skip
 
 
 @dataclass
@@ -221,6 +237,43 @@ class ReviewerPoolConfig:
     """j: per-reviewer spread of the kind weights around the base."""
     roles: tuple[str, ...] = ("student", "ta", "developer", "instructor")
     """Roles, drawn uniformly and independently of reliability (so a role is no shortcut)."""
+    wanted_share: float = 0.5
+    """Share of style-refinement kinds a team wants (the rest it rejects)."""
+
+
+def style_kind(proposer: str, title: str) -> str | None:
+    """The style-refinement kind of a candidate: ``format`` for ruff format, the rule code
+    (``W291``, ``UP006``...) for a ruff fix, None for a behaviour edit (an operator)."""
+    if proposer == "ruff-format":
+        return "format"
+    if proposer == "ruff":
+        return title.split(":", 1)[0].strip()
+    return None
+
+
+@dataclass(frozen=True)
+class TeamPreference:
+    """A pool's hidden, consistent style preference: which style kinds the team wants.
+
+    Each kind is wanted or not by a hash of (pool, kind), so the preference covers every kind a
+    proposer may produce without a fixed list, and differs between pools and seeds.
+    """
+
+    key: str
+    wanted_share: float = 0.5
+
+    def wants(self, kind: str) -> bool:
+        """True when the team wants refinements of ``kind``."""
+        digest = hashlib.sha256(f"trustfix-team:{self.key}:{kind}".encode()).digest()
+        return int.from_bytes(digest[:8], "big") / 2**64 < self.wanted_share
+
+
+def team_preference(
+    condition: str, seed: int = 0, cfg: ReviewerPoolConfig | None = None
+) -> TeamPreference:
+    """The style preference of the pool ``make_pool(condition, seed=seed)``."""
+    cfg = cfg or ReviewerPoolConfig()
+    return TeamPreference(f"{seed}:{condition}", cfg.wanted_share)
 
 
 def _pseudonym(seed: int, condition: str, index: int) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 import subprocess
 import sys
 from pathlib import Path
@@ -137,9 +138,11 @@ def test_metrics_by_hand() -> None:
     assert mae == pytest.approx(0.1)
 
 
-def test_true_fix_gets_the_all_pass_bonus() -> None:
-    from trustfix.bench.experiment import Environment
+def test_true_fix_gets_the_all_pass_bonus_and_style_follows_the_team() -> None:
+    from trustfix.bench.environment import Environment
+    from trustfix.bench.reviewers import TeamPreference, style_kind
     from trustfix.bench.tasks import make_tasks
+    from trustfix.server.proposers import Candidate
     from trustfix.server.sandbox import Sandbox, SandboxConfig
 
     task = next(t for t in make_tasks(0) if t.violations > 0)
@@ -150,8 +153,85 @@ def test_true_fix_gets_the_all_pass_bonus() -> None:
         assert not start.all_passed
         assert r == pytest.approx(1.0 - start.share_passed + 1.0 + 0.2 * (
             task.violations - env.style(task.fixed)) / task.violations)
-        assert env.is_good(task, task.buggy, task.fixed)
-        assert not env.is_good(task, task.fixed, task.buggy)
+        team = TeamPreference("t")
+        fix = Candidate("the fix", "operator", "", task.fixed, 1)
+        back = Candidate("the bug", "operator", "", task.buggy, 1)
+        assert env.test_verdict(task, task.buggy, task.fixed) is True
+        assert env.is_good(task, task.buggy, fix, team)
+        assert not env.is_good(task, task.fixed, back, team)
+        # a style refinement of the bug-free program: the tests cannot judge it, the team does
+        styles = [c for c in env.candidates(task, task.fixed) if style_kind(c.proposer, c.title)]
+        assert styles
+        for c in styles:
+            assert env.test_verdict(task, task.fixed, c.source) is None
+            assert env.is_good(task, task.fixed, c, team) == team.wants(style_kind(c.proposer, c.title))
+        wanted = env.true_fix(task, task.fixed, team)
+        assert wanted is None or team.wants(style_kind(wanted.proposer, wanted.title))
+
+
+def test_feedback_is_a_function_of_seed_task_state_and_action() -> None:
+    from trustfix.bench.environment import Environment
+    from trustfix.bench.feedback import FeedbackChannel, tests_run
+    from trustfix.bench.reviewers import make_pool, team_preference
+    from trustfix.bench.tasks import make_tasks
+    from trustfix.server.sandbox import Sandbox, SandboxConfig
+    from trustfix.trainer.confidence import ConfidenceEstimator
+    from trustfix.trainer.config import ConfidenceConfig
+
+    enc = make_encoder(HASHING)
+    tasks = make_tasks(0)[:6]
+
+    def drafts(seed: int, order: list[int]) -> dict[tuple[str, str], object]:
+        channel = FeedbackChannel(env, enc, make_pool("mixed", 6, seed), team_preference("mixed", seed),
+                                  "mixed", seed, f"m{seed}", ConfidenceEstimator(ConfidenceConfig(), enc, enc))
+        out = {}
+        for i in order:
+            cand = env.candidates(tasks[i], tasks[i].buggy)[0]
+            out[(tasks[i].id, cand.source)] = channel.review("train", tasks[i], tasks[i].buggy, cand)[1]
+        return out
+
+    with Sandbox(SandboxConfig(cpu_seconds=1, wall_timeout=3.0)) as sb:
+        env = Environment(sb, max_candidates=8, style_weight=0.2)
+        first = drafts(0, list(range(6)))
+        assert drafts(0, list(reversed(range(6)))) == first  # another method, another order
+        assert drafts(1, list(range(6))) != first
+    keys = [(t, f"s{i}", f"a{i}") for t in tasks for i in range(200)]
+    share = sum(tests_run(0, t, s, a, 0.2) for t, s, a in keys) / len(keys)
+    assert share == pytest.approx(0.2, abs=0.03)
+
+
+def test_paired_difference_and_clipped_intervals_by_hand() -> None:
+    from trustfix.bench.metrics import paired_difference
+    from trustfix.bench.report import summary_stat
+
+    d = paired_difference([50.0, 60.0, 55.0], [40.0, 62.0, 45.0])
+    assert d["per_seed"] == [10.0, -2.0, 10.0] and d["ahead"] == 2 and d["n"] == 3
+    assert d["mean"] == pytest.approx(6.0)
+    half = 4.302653 * math.sqrt(48.0) / math.sqrt(3)  # t(0.975, 2) * sd / sqrt(n)
+    assert d["ci"] == pytest.approx([6.0 - half, 6.0 + half], rel=1e-5)
+    stat = summary_stat([0.95, 0.3, 0.817], 0.0, 1.0)
+    assert stat["ci"][1] == 1.0 and 0.0 <= stat["ci"][0]
+
+
+def test_starting_policy_loads_the_checkpoint_or_warns(tmp_path: Path, caplog) -> None:
+    from trustfix.bench.starting import resolve_starting_policy
+    from trustfix.trainer.policies import save_checkpoint
+
+    small = RankerConfig(vocab_size=128, d_model=16, n_heads=2, n_layers=1)
+    with caplog.at_level("WARNING"):
+        fresh = resolve_starting_policy("pretrained", small, tmp_path)
+    assert fresh.weights is None and "fresh" in fresh.label and "no pretrained checkpoint" in caplog.text
+    torch.manual_seed(3)
+    shipped = RankerPolicy(small)
+    save_checkpoint(shipped, tmp_path, 1)
+    start = resolve_starting_policy("pretrained", RankerConfig(), tmp_path)
+    assert start.label.startswith("pretrained v1") and start.config == small
+    a, b = start.build(0), start.build(1)
+    for name, value in shipped.state_dict().items():
+        assert torch.equal(a.state_dict()[name], value) and torch.equal(b.state_dict()[name], value)
+    assert resolve_starting_policy("fresh", small, tmp_path).weights is None
+    with pytest.raises(ValueError, match="starting policy"):
+        resolve_starting_policy("warm", small, tmp_path)
 
 
 @pytest.mark.slow
@@ -163,8 +243,9 @@ def test_quick_bench_writes_every_output(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=390, check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in ("results.json", "table1.md", "table2.md", "fig1_update_vs_confidence.png",
-                 "fig2_ccs_curves.png", "reviewers.png", "feedback.jsonl"):
+    for name in ("results.json", "table1.md", "table2.md", "paired.md", "diagnostics.md",
+                 "fig1_update_vs_confidence.png", "fig2_ccs_curves.png", "reviewers.png",
+                 "feedback.jsonl"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -175,35 +256,53 @@ def test_quick_bench_writes_every_output(tmp_path: Path) -> None:
     methods = results["summary"]["methods"]
     for method in ("ours", "ppo", "hp-ppo", "ua-trpo", "ours w/o gate", "ours w/o estimator"):
         row = methods[method]["mixed"]
-        for metric in ("ccs", "sir", "hfu", "nrr", "spearman", "mae", "wall_s"):
+        for metric in ("ccs", "sir", "preference", "hfu", "nrr", "ccs_in_use", "spearman", "mae",
+                       "bias", "wall_s"):
             assert set(row[metric]) == {"mean", "ci", "per_seed"}, (method, metric)
-        assert 0.0 <= row["ccs"]["mean"] <= 100.0
-    assert set(results["summary"]["bounds"]) == {"no_refinement", "random", "oracle"}
+        for metric in ("ccs", "preference", "ccs_in_use"):
+            assert 0.0 <= row[metric]["mean"] <= 100.0, (method, metric)
+        assert 0.0 <= row["hfu"]["mean"] <= 1.0 and 0.0 <= row["nrr"]["mean"] <= 1.0
+    assert {"no_refinement", "random", "oracle", "pretrained", "pretrained_sir",
+            "pretrained_preference[mixed]"} <= set(results["summary"]["bounds"])
+    paired = results["summary"]["paired"]["mixed"]
+    assert set(paired) >= {"ppo", "hp-ppo", "ua-trpo", "ours w/o gate"}
+    assert paired["ppo"]["ccs"]["n"] == 1
+    diag = results["summary"]["diagnostics"]["ours"]["mixed"]
+    assert 0.0 < diag["mean_gate"] < 1.0 and diag["approx_kl"] is not None
     assert set(results["wall_time_per_method_s"]) >= {"ours", "ppo", "hp-ppo", "ua-trpo"}
     run = results["runs"][0]
     assert run["curve"] and run["diagnostics"] and "update_norm" in run["diagnostics"][0]
     table1 = (out / "table1.md").read_text()
-    assert all(m in table1 for m in ("ours", "ppo", "hp-ppo", "ua-trpo", "oracle"))
+    assert all(m in table1 for m in ("ours", "ppo", "hp-ppo", "ua-trpo", "oracle", "no feedback"))
     assert "ours w/o smoothing" in (out / "table2.md").read_text()
     lines = (out / "feedback.jsonl").read_text().splitlines()
     assert lines
-    item = json.loads(lines[0])
-    assert {"reviewer", "item", "kind", "text", "truth", "reliability"} <= set(item)
+    items = [json.loads(line) for line in lines]
+    assert {"reviewer", "item", "kind", "text", "truth", "reliability", "step_good", "polarity",
+            "suggestion", "theta_final"} <= set(items[0])
+    assert {i["phase"] for i in items} == {"train", "use", "probe"}
+    # the probes have several reviewers on one item
+    probe = Counter(i["suggestion"] for i in items if i["phase"] == "probe" and i["run"] == "ours:mixed:0")
+    assert max(probe.values()) == 2
+    trained = [i for i in items if i["phase"] == "train"]
+    assert 0 < sum(i["executed"] for i in trained) < len(trained)
 
 
-def test_candidate_text_is_cut_to_the_ranker_budget() -> None:
-    from trustfix.bench.experiment import candidate_text
+def test_candidate_text_is_the_trainers_and_the_ranker_cuts_it() -> None:
+    from trustfix.bench.experiment import candidate_text, changed_lines
     from trustfix.server.proposers import Candidate
-    from trustfix.trainer.policies.ranker import tokenize
+    from trustfix.trainer.events import candidate_text as trainer_candidate_text
 
-    diff = "\n".join(f"+    value_{i} = value_{i} + 1" for i in range(60))
+    diff = "--- a/x.py\n+++ b/x.py\n@@ -1 +1 @@\n" + "\n".join(
+        f"+    value_{i} = value_{i} + 1" for i in range(60))
     cand = Candidate("swap + for -", "operator", diff, "x = 1\n", 3)
-    cut = candidate_text(cand, 94)
-    assert len(tokenize(cut, 4096)) == 94
-    assert candidate_text(cand).startswith(cut)
-    assert len(tokenize(candidate_text(cand), 4096)) > 94
-    # a batch mixing a short state with long candidates and a full-length state now works
+    text = candidate_text(cand)
+    assert text == trainer_candidate_text(cand.title, diff)
+    assert "+++" not in text and text.count("\n") == 60
+    # a batch mixing a short state with long candidates and a full-length state works: the
+    # ranker keeps the first candidate_tokens of each candidate
     policy = RankerPolicy(RankerConfig())
     long_state = " ".join(f"w{i}" for i in range(400))
-    out = policy(["short", long_state], [[cut], [cut]])
+    out = policy(["short", long_state], [[text], [text]])
     assert torch.isfinite(out.log_probs[:, :2]).all()
+    assert changed_lines("a\nb\nc\n", "a\nB\nc\nd\n") == 3

@@ -20,6 +20,8 @@ from trustfix.bench.reviewers import (
     Step,
     make_pool,
     pool_feedback,
+    style_kind,
+    team_preference,
     unified_diff,
 )
 from trustfix.server.operators import operator_edits
@@ -157,3 +159,34 @@ def test_wrong_edits_come_from_operator_edits_without_decoys(steps):
     diffs = {liar.feedback(bare, rng).diff for _ in range(30)}
     fix_diff = unified_diff(bare.source, bare.fix.source)
     assert fix_diff not in diffs and all(d and d.startswith("--- a/") for d in diffs)
+
+
+def test_polarity_is_the_reviewers_stance_toward_the_chosen_edit(steps):
+    rng = random.Random(6)
+    pool = make_pool("mixed", n=10, seed=6)
+    for i in range(3000):
+        step = steps[i % 2]
+        d = pool[i % len(pool)].feedback(step, rng)
+        if d.kind == "edit":
+            proposes_chosen = d.diff == unified_diff(step.source, step.candidate.source)
+            assert d.polarity == (1 if proposes_chosen else -1)
+        elif d.kind == "comment":
+            assert d.polarity == (1 if _template_kind(d.text) == "praise" else -1)
+        else:
+            assert d.polarity == (1 if d.kind == "accept" or (d.score or 0) >= 4 else -1)
+
+
+def test_team_preference_is_hidden_consistent_and_per_pool():
+    assert style_kind("ruff", "W291: Trailing whitespace (line 3)") == "W291"
+    assert style_kind("ruff-format", "ruff format f (lines 1-4)") == "format"
+    assert style_kind("operator", "swap < for <= on line 2") is None
+    kinds = [f"X{i:03d}" for i in range(400)]
+    team = team_preference("mixed", seed=0)
+    assert team == team_preference("mixed", seed=0)
+    wanted = [team.wants(k) for k in kinds]
+    assert wanted == [team_preference("mixed", seed=0).wants(k) for k in kinds]
+    assert 0.4 < sum(wanted) / len(kinds) < 0.6
+    other = [team_preference("mixed", seed=1).wants(k) for k in kinds]
+    assert 0.3 < sum(a != b for a, b in zip(wanted, other)) / len(kinds) < 0.7
+    picky = team_preference("high", seed=0, cfg=ReviewerPoolConfig(wanted_share=0.1))
+    assert sum(picky.wants(k) for k in kinds) < 0.2 * len(kinds)

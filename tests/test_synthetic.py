@@ -6,6 +6,7 @@ import pytest
 from trustfix.trainer.synthetic import (
     BanditConfig,
     make_request,
+    mean_ci,
     reviewer_reliabilities,
     run_bandit,
     summarize,
@@ -25,6 +26,14 @@ def test_requests_and_pools():
     assert sum(p >= 0.85 for p in mixed) == 5 and sum(p <= 0.6 for p in mixed) == 5
     with pytest.raises(ValueError, match="unknown condition"):
         reviewer_reliabilities("chaotic", 10, rng)
+
+
+def test_rate_intervals_stay_in_zero_one():
+    # the demo's three seeds once gave "0.689 [0.069, 1.309]"
+    mean, lo, hi = mean_ci([0.95, 0.3, 0.817], lower=0.0, upper=1.0)
+    assert mean == pytest.approx(0.689, abs=1e-3)
+    assert 0.0 <= lo < mean < hi == 1.0
+    assert mean_ci([0.95, 0.3, 0.817])[2] > 1.0  # unclipped Student-t interval
 
 
 @pytest.mark.slow

@@ -55,6 +55,7 @@ def test_shaping_schedule():
     assert shaping_coefficient(50, 100, 0.5) == pytest.approx(0.125)
     assert shaping_coefficient(100, 100, 0.5) == 0.0
     assert shaping_coefficient(150, 100, 0.5) == 0.0
+    assert shaping_coefficient(10_000, 0, 0.5) == 0.5  # T = 0: no annealing
 
 
 def test_gate_hand_values():
@@ -75,6 +76,12 @@ def test_human_signal():
     assert [human_signal("score", s) for s in range(1, 6)] == [-1.0, -0.5, 0.0, 0.5, 1.0]
     assert human_signal("comment", similarity=0.42) == 0.42
     assert human_signal("edit", similarity=1.3) == 1.0
+    # polarity: a blaming comment and the action a correction corrects are negative
+    assert human_signal("comment", similarity=0.42, polarity=-1) == pytest.approx(-0.42)
+    assert human_signal("edit", similarity=0.54, polarity=-1) == pytest.approx(-0.54)
+    assert human_signal("edit", similarity=0.9, polarity=1) == pytest.approx(0.9)
+    with pytest.raises(ValueError, match="polarity"):
+        human_signal("comment", similarity=0.3, polarity=0.5)
     with pytest.raises(ValueError, match="score"):
         human_signal("score", 7)
     with pytest.raises(ValueError, match="similarity"):

@@ -86,7 +86,8 @@ class TrustRegionConfig:
     shaping_max: float = 0.5
     """lambda_max (eq. 15): initial weight of the human signal in the shaped reward."""
     total_steps: int = 10_000
-    """T (eq. 15): steps over which the shaping weight anneals to zero."""
+    """T (eq. 15): steps over which the shaping weight anneals to zero; 0: no annealing (the
+    weight stays lambda_max; ``trustfix bench`` uses its own ``anneal_steps``, default 0)."""
     gate_sharpness: float = 10.0
     """k (eq. 16): sharpness of the update gate."""
     gate_threshold: float = 0.7

@@ -179,8 +179,11 @@ def run_bandit(
     return result
 
 
-def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and Student-t confidence interval of ``values``."""
+def mean_ci(
+    values: list[float], level: float = 0.95, lower: float | None = None, upper: float | None = None
+) -> tuple[float, float, float]:
+    """Mean and Student-t confidence interval of ``values``, the interval clipped to
+    [``lower``, ``upper``] when given (a rate's interval never leaves [0, 1])."""
     from scipy import stats
 
     arr = np.asarray(values, dtype=float)
@@ -188,7 +191,12 @@ def mean_ci(values: list[float], level: float = 0.95) -> tuple[float, float, flo
     if len(arr) < 2:
         return mean, mean, mean
     half = float(stats.t.ppf(0.5 + level / 2, len(arr) - 1) * arr.std(ddof=1) / np.sqrt(len(arr)))
-    return mean, mean - half, mean + half
+    lo, hi = mean - half, mean + half
+    if lower is not None:
+        lo = max(lo, lower)
+    if upper is not None:
+        hi = min(hi, upper)
+    return mean, lo, hi
 
 
 def summarize(results: list[BanditResult], n_candidates: int = BanditConfig.candidates) -> dict:
@@ -198,7 +206,7 @@ def summarize(results: list[BanditResult], n_candidates: int = BanditConfig.cand
     methods: dict[str, dict] = {}
     for method in dict.fromkeys(r.method for r in results):
         runs = [r for r in results if r.method == method]
-        final, lo, hi = mean_ci([r.final_accuracy for r in runs])
+        final, lo, hi = mean_ci([r.final_accuracy for r in runs], lower=0.0, upper=1.0)
         spearman, mae = [], []
         for r in runs:
             names = sorted(r.reviewer_truth)

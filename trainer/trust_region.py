@@ -39,8 +39,11 @@ def gae_lambda(theta: Num, lambda_base: float = 0.95) -> Num:
 def shaping_coefficient(step: int, total_steps: int, shaping_max: float = 0.5) -> float:
     """Annealed weight of the human signal lambda(t) = lambda_max * (1 - t/T)^2 (eq. 15).
 
-    Steps past T keep the weight at zero.
+    Steps past T keep the weight at zero; ``total_steps`` <= 0 means no annealing (lambda_max
+    throughout), for runs where the feedback stays the main signal to the end.
     """
+    if total_steps <= 0:
+        return shaping_max
     progress = min(max(step / total_steps, 0.0), 1.0)
     return shaping_max * (1.0 - progress) ** 2
 
@@ -51,12 +54,15 @@ def update_gate(theta: Num, sharpness: float = 10.0, threshold: float = 0.7) -> 
 
 
 def human_signal(
-    kind: str, score: int | None = None, similarity: float | None = None
+    kind: str, score: int | None = None, similarity: float | None = None, polarity: float = 1.0
 ) -> float:
     """Human signal h(f_t, a_t) in [-1, 1] (eq. 14 as DESIGN.md defines it).
 
     accept +1, reject -1, ignore (an offer expired unused) -0.25, score s -> (s - 3) / 2,
-    comment or correction diff -> cos(CE(f_t), CE(a_t)), passed in as ``similarity``.
+    comment or correction diff -> polarity * cos(CE(f_t), CE(a_t)), the cosine passed in as
+    ``similarity``.  ``polarity`` is the feedback's stance toward the action a_t, given as data
+    by whoever knows it: +1 for praise and for the rewrite a correction proposes, -1 for blame
+    and for the action a correction corrects (the default +1 keeps the bare similarity).
     """
     if kind == "accept":
         return 1.0
@@ -71,7 +77,9 @@ def human_signal(
     if kind in ("comment", "edit"):
         if similarity is None:
             raise ValueError(f"a {kind} feedback needs the similarity of its text to the action")
-        return max(-1.0, min(1.0, similarity))
+        if polarity not in (-1.0, 1.0):
+            raise ValueError(f"polarity must be +1 or -1, got {polarity!r}")
+        return max(-1.0, min(1.0, polarity * similarity))
     raise ValueError(f"unknown feedback kind {kind!r}; expected one of {FEEDBACK_KINDS}")
 
 

@@ -400,8 +400,13 @@ def bench(
     ablations: Annotated[bool, typer.Option("--ablations", help="Also run Table 2's ablations.")] = False,
     seeds: Annotated[int | None, typer.Option(help="Seeds per method and condition (default 5).")] = None,
     steps: Annotated[int | None, typer.Option(help="Training steps per run.")] = None,
+    test_tasks: Annotated[int | None, typer.Option(
+        help="Held-out tasks evaluated (default: all, about 169).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")] = False,
     encoder: Annotated[str | None, typer.Option(help="Estimator encoder: hashing or embedded.")] = None,
+    policy: Annotated[str | None, typer.Option(
+        help="Starting policy: pretrained (the shipped checkpoint; fresh with a warning when "
+             "absent) or fresh.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
     workers: Annotated[int | None, typer.Option(
         help="Processes running runs in parallel (default: the usable CPUs; 1: in this process).")] = None,
@@ -409,58 +414,29 @@ def bench(
     set_: SetOption = None,
 ) -> None:
     """The experiment: Table 1, Table 2, Figures 1-2, reviewer estimates, the feedback log."""
-    import dataclasses
-    import functools
-    import os
     import sys
 
-    from trustfix.bench.experiment import (
-        METHODS,
-        BenchConfig,
-        Runner,
-        plan_steps,
-        quick_config,
-        run_experiment,
-    )
-    from trustfix.bench.report import write_outputs
-    from trustfix.bench.reviewers import CONDITIONS
+    from trustfix.bench.experiment import bench_config, plan_steps, run_bench
 
     cfg = _load(config, set_)
     chosen = [m.strip() for item in methods or [] for m in item.split(",") if m.strip()]
-    unknown = set(chosen) - set(METHODS)
-    if unknown:
-        raise typer.BadParameter(f"unknown methods {sorted(unknown)}; expected {list(METHODS)}")
-    if condition != "all" and condition not in CONDITIONS:
-        raise typer.BadParameter(f"expected one of {[*CONDITIONS, 'all']}", param_hint="--condition")
-    bench_cfg = BenchConfig(conditions=CONDITIONS if condition == "all" else (condition,),
-                            ablations=ablations)
-    if quick:
-        bench_cfg = quick_config(bench_cfg)
-    changes = {k: v for k, v in {"seeds": seeds, "steps": steps, "encoder": encoder}.items() if v is not None}
-    if chosen:
-        changes["methods"] = tuple(chosen)
-    bench_cfg = dataclasses.replace(bench_cfg, **changes)
-    workers = workers if workers is not None else len(os.sched_getaffinity(0))
-    started = time.perf_counter()
-    make_runner = functools.partial(Runner, bench_cfg, cfg.ppo, cfg.trust_region, cfg.confidence,
-                                    cfg.ranker)
+    try:
+        bench_cfg = bench_config(condition, chosen, ablations, quick, seeds=seeds, steps=steps,
+                                 encoder=encoder, policy=policy, test_tasks=test_tasks)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from exc
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), console=console,
     ) as progress:
         bar = progress.add_task("starting", total=plan_steps(bench_cfg))
-        outcome = run_experiment(
-            bench_cfg, make_runner, workers, on_step=lambda: progress.advance(bar),
-            on_run=lambda name: progress.update(bar, description=name),
-        )
-    wall = time.perf_counter() - started
-    write_outputs(out, bench_cfg, outcome["runs"], outcome["bounds"], wall,
-                  {**{k: dataclasses.asdict(getattr(cfg, k)) for k in ("ppo", "trust_region", "confidence", "ranker")},
-                   "workers": workers},
-                  " ".join(["trustfix", *sys.argv[1:]]))
+        results = run_bench(bench_cfg, cfg, out, " ".join(["trustfix", *sys.argv[1:]]), workers,
+                            on_step=lambda: progress.advance(bar),
+                            on_run=lambda name: progress.update(bar, description=name))
     console.print((out / "table1.md").read_text())
     console.print((out / "table2.md").read_text())
-    console.print(f"wall time {wall:.1f} s; outputs in {out}")
+    console.print((out / "paired.md").read_text())
+    console.print(f"wall time {results['wall_time_s']:.1f} s; outputs in {out}")
 
 
 def main() -> None:
