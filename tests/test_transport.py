@@ -10,14 +10,8 @@ import pytest
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
-from trustfix.server.transport import (
-    Body,
-    ClientFaultFilter,
-    FrameDecoder,
-    Gate,
-    Refusal,
-    frame_message,
-)
+from trustfix.server.framing import Body, FrameDecoder, Refusal, frame_message
+from trustfix.server.transport import ClientFaultFilter, Gate
 from trustfix.server.validation import params_problem
 
 CAP = 1000
