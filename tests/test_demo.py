@@ -19,6 +19,9 @@ def test_editor_session_streams_every_event_to_the_trainer():
     assert trainer["feedback"] == 8  # accept, score, reject, comment on each of two tasks
     assert trainer["suggestion"] >= 4 and trainer["versions"] >= 1
     assert 0 < trainer["trust"] < 1  # the reviewer's trust came back to the editor
+    # as it is after the trainer's updates: its newest version, and trust moved by the tests' evidence
+    assert trainer["policy_version"] == trainer["latest_version"] is not None
+    assert (trainer["alpha"], trainer["beta"]) != (1.0, 1.0)
 
 
 def test_editor_session_without_a_trainer_keeps_everything_in_the_outbox():
