@@ -70,6 +70,26 @@ def test_file(task: Any) -> str:
     return f"from {ep} import {ep}\n\n{body}\n\n\ndef test_{ep}():\n    check({ep})\n"
 
 
+async def start_server(workdir: Path, options: dict[str, Any]) -> LanguageClient:
+    """``trustfix serve`` on ``workdir`` (its data in ``workdir/data``, its log in
+    ``data/server.log``), initialized with ``options`` for an editor of
+    :data:`EDITOR_CAPABILITIES`."""
+    data = workdir / "data"
+    client = LanguageClient("trustfix-demo", "0.1", converter_factory=lsp_converter)
+    client.feature("trustfix/status")(lambda params: None)
+    client.feature(types.WINDOW_LOG_MESSAGE)(lambda params: None)
+    data.mkdir(parents=True, exist_ok=True)
+    # the server's log goes to a file: pygls pipes stderr and never reads it
+    serve = [sys.executable, "-m", "trustfix", "serve", "--log-level", "INFO"]
+    await client.start_io("/bin/sh", "-c", f'exec "$@" 2>>{shlex.quote(str(data / "server.log"))}',
+                          "sh", *serve)
+    await client.initialize_async(types.InitializeParams(
+        capabilities=EDITOR_CAPABILITIES, root_uri=workdir.as_uri(),
+        initialization_options={"telemetry": "all", "dataDir": str(data), **options}))
+    client.initialized(types.InitializedParams())
+    return client
+
+
 async def review_session(
     workdir: Path, tasks: list[Any], console: Console, trainer: dict[str, str] | None = None,
     settled: Callable[[dict[str, Any]], bool] | None = None, wait_s: float = 90.0,
@@ -82,23 +102,8 @@ async def review_session(
     streams its events there, and the session asks ``trustfix.trust`` until ``settled(answer)``
     says the policy version and trust are the trainer's latest (at most ``wait_s`` seconds)."""
     data = workdir / "data"
-    client = LanguageClient("trustfix-demo", "0.1", converter_factory=lsp_converter)
-    statuses: list[Any] = []
-    client.feature("trustfix/status")(lambda params: statuses.append(params))
-    client.feature(types.WINDOW_LOG_MESSAGE)(lambda params: None)
-    data.mkdir(parents=True, exist_ok=True)
-    # the server's log goes to a file: pygls pipes stderr and never reads it
-    serve = [sys.executable, "-m", "trustfix", "serve", "--log-level", "INFO"]
-    await client.start_io("/bin/sh", "-c", f'exec "$@" 2>>{shlex.quote(str(data / "server.log"))}',
-                          "sh", *serve)
-    await client.initialize_async(types.InitializeParams(
-        capabilities=EDITOR_CAPABILITIES,
-        root_uri=workdir.as_uri(),
-        initialization_options={"reviewerId": "demo-reviewer", "role": "student", "topK": 3,
-                                "telemetry": "all", "dataDir": str(data), "checkpointPoll": 0.2,
-                                **(trainer or {})},
-    ))
-    client.initialized(types.InitializedParams())
+    client = await start_server(workdir, {"reviewerId": "demo-reviewer", "role": "student",
+                                          "topK": 3, "checkpointPoll": 0.2, **(trainer or {})})
     table = Table(title="scripted reviewer session")
     for column in ("task", "offered (policy probability)", "reviewer did"):
         table.add_column(column)
@@ -162,9 +167,12 @@ async def review_session(
 
 def trainer_settled(store: Any, reviewer: str, feedback: int, trust: dict[str, Any]) -> bool:
     """Whether the server's ``trustfix.trust`` answer shows the trainer's latest state: the
-    trainer stored the session's ``feedback`` items, and the server has its newest policy version
-    and its current trust in ``reviewer``."""
+    trainer stored the session's ``feedback`` items and processed and trained on every event it
+    has, and the server has its newest policy version and its current trust in ``reviewer``."""
     if store.count("feedback") < feedback or trust["trust"] is None:
+        return False
+    last = store.max_seq()
+    if min(store.get_state("processed_seq", 0), store.get_state("trained_seq", 0)) < last:
         return False
     versions = store.versions()
     known = store.reviewer_trust(reviewer)

@@ -264,7 +264,7 @@ class TrustfixServer(LanguageServer):
         focus = set(self.verifier.failing_lines.get(content_hash(doc.source), ()))
         if cursor_line is not None:
             focus.add(cursor_line)
-        order = offer_order(ranking, doc.source, verdicts, focus,
+        order = offer_order(ranking, verdicts, focus,
                             self.settings.near_cursor_margin)[: self.settings.top_k]
         key = (doc.uri, content_hash(doc.source), ranking.unit.start_byte, ranking.policy_version,
                tuple(order))

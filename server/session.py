@@ -183,21 +183,15 @@ def minimal_change(old: str, new: str) -> tuple[int, int, str, int]:
     return head, len(a) - 1, text, len(last.encode("utf-16-le")) // 2
 
 
-def changed_lines(old: str, new: str) -> range:
-    """The 1-based lines of ``old`` that ``new`` replaces (an insertion: the line it goes before)."""
-    first, last, _, _ = minimal_change(old, new)
-    return range(first + 1, max(last, first + 1) + 1)
-
-
-def offer_order(ranking: Ranking, source: str, verdicts: dict[int, Any], focus: set[int],
+def offer_order(ranking: Ranking, verdicts: dict[int, Any], focus: set[int],
                 margin: float) -> list[int]:
     """Candidate indices in the order they are offered.
 
     Candidates whose verdict breaks passing tests are left out; those that make failing tests
     pass come first; then the policy's order, except that among candidates whose log-probs are
-    within ``margin`` of the best of their group (near-equal scores) one whose change touches a
-    ``focus`` line (the cursor's, a failing test's) comes before one that does not.  ``margin``
-    0 keeps the policy's order."""
+    within ``margin`` of the best of their group (near-equal scores) one whose change starts on a
+    ``focus`` line (the cursor's, a failing test's; 1-based) comes before one that does not.
+    ``margin`` 0 keeps the policy's order."""
     order = [i for i in ranking.order if not (i in verdicts and verdicts[i].breaks)]
     improving = [i for i in order if i in verdicts and verdicts[i].improves]
     rest = [i for i in order if i not in improving]
@@ -210,7 +204,7 @@ def offer_order(ranking: Ranking, source: str, verdicts: dict[int, Any], focus: 
         else:
             groups.append([i])
 
-    def near(i: int) -> bool:
-        return not focus.isdisjoint(changed_lines(source, ranking.candidates[i].source))
+    def far(i: int) -> bool:
+        return ranking.candidates[i].line not in focus
 
-    return improving + [i for group in groups for i in sorted(group, key=lambda i: not near(i))]
+    return improving + [i for group in groups for i in sorted(group, key=far)]

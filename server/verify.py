@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import logging
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -145,6 +146,7 @@ class Verifier:
                  on_done: Callable[[str], None] | None = None) -> None:
         self.candidates, self.budget_s, self.on_done = candidates, budget_s, on_done
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-verify")
+        self.closing = threading.Event()
         self.sandbox: Any = None
         self.verdicts: OrderedDict[tuple[str, str], Verdict] = OrderedDict()
         """(document hash, candidate hash) -> verdict."""
@@ -176,14 +178,16 @@ class Verifier:
         return future
 
     def close(self) -> None:
-        """Stop the thread and the sandbox's workers."""
-        self.thread.shutdown(wait=False, cancel_futures=True)
+        """Stop the thread (after the sandbox run in progress) and the sandbox's workers."""
+        self.closing.set()
+        self.thread.shutdown(wait=True, cancel_futures=True)
         if self.sandbox is not None:
             self.sandbox.close()
+            self.sandbox = None
 
     def _verify(self, uri: str, root: Path, path: Path, source: str, ranking: Ranking) -> int:
         tests = workspace_tests(root, path)
-        if not tests:
+        if not tests or self.closing.is_set():
             return 0
         if self.sandbox is None:
             from .sandbox import Sandbox, SandboxConfig
@@ -203,7 +207,7 @@ class Verifier:
             self.failing_lines.popitem(last=False)
         added = 0
         for index in ranking.order[: self.candidates]:
-            if time.monotonic() - started > self.budget_s:
+            if time.monotonic() - started > self.budget_s or self.closing.is_set():
                 break
             candidate = ranking.candidates[index]
             key = (doc, content_hash(candidate.source))

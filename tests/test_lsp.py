@@ -130,6 +130,7 @@ def no_resolve() -> types.ClientCapabilities:
     return caps
 
 
+@pytest.mark.timeout(300)  # the first ranking loads the policy: slow on a loaded machine
 async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
     client = await start(tmp_path, client_capabilities("visual_studio_code"))
     uri = (tmp_path / "buggy.py").as_uri()
@@ -325,6 +326,8 @@ async def test_bad_inputs_get_errors_or_empty_answers(tmp_path: Path) -> None:
     assert feedback == []
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # the sandbox starts and runs the tests in the background
 async def test_candidates_are_verified_by_the_workspace_tests_and_checked_after_accept(
     tmp_path: Path,
 ) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from trustfix.server.proposers import Candidate
-from trustfix.server.session import Ranking, changed_lines, offer_order
+from trustfix.server.session import Ranking, offer_order
 from trustfix.server.units import units
 from trustfix.server.verify import Verdict, Verifier, adapt_test
 
@@ -68,7 +68,7 @@ def test_candidates_are_verified_in_the_sandbox(tmp_path: Path) -> None:
     assert verdicts[1].breaks and verdicts[1].broke == 1
     assert verdicts[2].command == "sandbox: test_calc.py"
     assert verifier.failing_lines  # test_add fails on the current text
-    assert offer_order(ranked, SOURCE, verdicts, set(), 0.0) == [2, 0]
+    assert offer_order(ranked, verdicts, set(), 0.0) == [2, 0]
 
 
 def verdict(fixed: int, broke: int) -> Verdict:
@@ -80,9 +80,9 @@ def test_near_equal_scores_put_the_change_at_the_cursor_first() -> None:
     near = candidate("near", "x / 2", "x // 2")  # line 9
     low = candidate("low", "a - b", "b - a")  # line 5
     ranked = ranking([far, near, low], [-1.00, -1.05, -3.0])
-    assert list(changed_lines(SOURCE, near.source)) == [9]
-    assert offer_order(ranked, SOURCE, {}, {9}, 0.1) == [1, 0, 2]
-    assert offer_order(ranked, SOURCE, {}, {9}, 0.0) == [0, 1, 2]  # the rule off
-    assert offer_order(ranked, SOURCE, {}, {9}, 0.01) == [0, 1, 2]  # not near-equal
-    assert offer_order(ranked, SOURCE, {}, {5}, 0.1) == [0, 1, 2]  # too far below to move up
-    assert offer_order(ranked, SOURCE, {2: verdict(1, 0), 0: verdict(0, 1)}, {9}, 0.1) == [2, 1]
+    assert (far.line, near.line, low.line) == (1, 9, 5)
+    assert offer_order(ranked, {}, {9}, 0.1) == [1, 0, 2]
+    assert offer_order(ranked, {}, {9}, 0.0) == [0, 1, 2]  # the rule off
+    assert offer_order(ranked, {}, {9}, 0.01) == [0, 1, 2]  # not near-equal
+    assert offer_order(ranked, {}, {5}, 0.1) == [0, 1, 2]  # too far below to move up
+    assert offer_order(ranked, {2: verdict(1, 0), 0: verdict(0, 1)}, {9}, 0.1) == [2, 1]
