@@ -183,6 +183,14 @@ async def run(rounds: int, churn: int = 0) -> dict[str, Any]:
     }
 
 
+def report(results: dict[str, Any], path: Path | None) -> None:
+    """Print ``results`` as JSON (and write them to ``path`` when given)."""
+    text = json.dumps(results, indent=2)
+    if path:
+        path.write_text(text)
+    sys.stdout.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the figures (and write them as JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -191,11 +199,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Code-action requests on changing text before memory is measured again.")
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args(argv)
-    results = asyncio.run(run(args.rounds, args.churn))
-    text = json.dumps(results, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    sys.stdout.write(text + "\n")
+    report(asyncio.run(run(args.rounds, args.churn)), args.json)
 
 
 if __name__ == "__main__":

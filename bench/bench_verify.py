@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from lsprotocol import types
-from trustfix.bench.bench_lsp import percentile
+from trustfix.bench.bench_lsp import percentile, report
 from trustfix.bench.editor_demo import apply_text_edit, start_server, test_file
 
 
@@ -102,11 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="Seconds to wait for verified candidates per task.")
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args(argv)
-    results = run(args.tasks, args.wait)
-    text = json.dumps(results, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    sys.stdout.write(text + "\n")
+    report(run(args.tasks, args.wait), args.json)
 
 
 if __name__ == "__main__":

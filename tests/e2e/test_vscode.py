@@ -20,7 +20,6 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from trustfix.server.outbox import Outbox
 from trustfix.trainer.events import Feedback, Suggestion
 
