@@ -56,7 +56,7 @@ from .session import (
 from .settings import ServerSettings, merge_options
 from .trainer_link import TrainerLink
 from .units import Unit, unit_at, units
-from .verify import Verdict, Verifier
+from .verify import Verifier
 
 log = logging.getLogger(__name__)
 
@@ -248,24 +248,21 @@ class TrustfixServer(LanguageServer):
             self.rankings.popitem(last=False)
         return ranking
 
-    def verdicts(self, doc: TextDocument, ranking: Ranking) -> dict[int, Verdict]:
-        """The verdicts known now for ``ranking``'s candidates; the rest are verified in the
-        background when the workspace has tests for this module."""
-        root, path = self.workspace.root_path, to_fs_path(doc.uri)
-        if root and path and ranking.candidates and self.settings.verify_candidates:
-            self.verifier.submit(doc.uri, Path(root), Path(path), doc.source, ranking)
-        return self.verifier.known(doc.source, ranking)
-
     def make_offers(self, doc: TextDocument, ranking: Ranking,
                     cursor_line: int | None = None) -> list[Offer]:
         """The top-k offers of a ranking (verified ones first, see :func:`offer_order`), each
-        recorded once as a Suggestion."""
-        verdicts = self.verdicts(doc, ranking)
+        recorded once as a Suggestion.  Candidates not yet verified are verified in the
+        background, in the order they would be offered, when the workspace has tests for them."""
         focus = set(self.verifier.failing_lines.get(content_hash(doc.source), ()))
         if cursor_line is not None:
             focus.add(cursor_line)
-        order = offer_order(ranking, verdicts, focus,
-                            self.settings.near_cursor_margin)[: self.settings.top_k]
+        margin = self.settings.near_cursor_margin
+        root, path = self.workspace.root_path, to_fs_path(doc.uri)
+        if root and path and ranking.candidates and self.settings.verify_candidates:
+            self.verifier.submit(doc.uri, Path(root), Path(path), doc.source, ranking,
+                                 offer_order(ranking, {}, focus, margin))
+        verdicts = self.verifier.known(doc.source, ranking)
+        order = offer_order(ranking, verdicts, focus, margin)[: self.settings.top_k]
         key = (doc.uri, content_hash(doc.source), ranking.unit.start_byte, ranking.policy_version,
                tuple(order))
         known = self.offers.open_offers(key)

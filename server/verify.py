@@ -3,7 +3,7 @@
 When test files in the workspace import the edited module (the discovery execution evidence
 uses, :func:`~trustfix.server.evidence.test_files_importing`), their ``test_*`` functions run
 in :class:`~trustfix.server.sandbox.Sandbox` against the document's current text (the baseline)
-and against each of the policy's ``verify_candidates`` most probable candidates, until
+and against the ``verify_candidates`` candidates that would be offered first, until
 ``verify_budget_s`` has passed.  The imports of the module are rewritten to names from the
 program under test, so a test file runs against the candidate's text without the workspace
 (``from calc import add`` -> ``add``; ``import calc`` -> a namespace of the program's globals);
@@ -164,14 +164,15 @@ class Verifier:
                 out[i] = found
         return out
 
-    def submit(self, uri: str, root: Path, path: Path, source: str,
-               ranking: Ranking) -> Future[int] | None:
-        """Verify ``ranking``'s most probable candidates in the background (once per text and
-        unit); the future gives how many verdicts were added."""
+    def submit(self, uri: str, root: Path, path: Path, source: str, ranking: Ranking,
+               order: list[int]) -> Future[int] | None:
+        """Verify ``ranking``'s first candidates in ``order`` (the order they would be offered
+        in) in the background, once per text and unit; the future gives how many verdicts were
+        added."""
         key = (content_hash(source), ranking.unit.start_byte)
         if key in self.submitted or self.candidates <= 0 or not ranking.candidates:
             return self.submitted.get(key)
-        future = self.thread.submit(self._verify, uri, root, path, source, ranking)
+        future = self.thread.submit(self._verify, uri, root, path, source, ranking, order)
         self.submitted[key] = future
         while len(self.submitted) > VERDICT_CACHE:
             self.submitted.popitem(last=False)
@@ -185,7 +186,8 @@ class Verifier:
             self.sandbox.close()
             self.sandbox = None
 
-    def _verify(self, uri: str, root: Path, path: Path, source: str, ranking: Ranking) -> int:
+    def _verify(self, uri: str, root: Path, path: Path, source: str, ranking: Ranking,
+                order: list[int]) -> int:
         tests = workspace_tests(root, path)
         if not tests or self.closing.is_set():
             return 0
@@ -206,7 +208,7 @@ class Verifier:
         while len(self.failing_lines) > VERDICT_CACHE:
             self.failing_lines.popitem(last=False)
         added = 0
-        for index in ranking.order[: self.candidates]:
+        for index in order[: self.candidates]:
             if time.monotonic() - started > self.budget_s or self.closing.is_set():
                 break
             candidate = ranking.candidates[index]

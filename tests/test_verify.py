@@ -55,10 +55,11 @@ def test_candidates_are_verified_in_the_sandbox(tmp_path: Path) -> None:
     done: list[str] = []
     verifier = Verifier(candidates=3, budget_s=60.0, on_done=done.append)
     try:
-        future = verifier.submit("file:///calc.py", tmp_path, tmp_path / "calc.py", SOURCE, ranked)
+        future = verifier.submit("file:///calc.py", tmp_path, tmp_path / "calc.py", SOURCE, ranked,
+                                 ranked.order)
         assert future is not None and future.result(timeout=120) == 3
         assert verifier.submit("file:///calc.py", tmp_path, tmp_path / "calc.py", SOURCE,
-                               ranked) is future  # once per text and unit
+                               ranked, ranked.order) is future  # once per text and unit
         verdicts = verifier.known(SOURCE, ranked)
     finally:
         verifier.close()
