@@ -4,9 +4,11 @@ in :mod:`trustfix.server.offers`)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,6 +23,9 @@ from .state import state_text
 from .units import Unit, units
 
 log = logging.getLogger(__name__)
+
+POLICY_CACHE = 1024
+"""Policy answers kept (see :attr:`PolicyHost.outputs`)."""
 
 def candidate_text(candidate: Candidate) -> str:
     """What the policy reads of ``candidate`` (:func:`trustfix.trainer.events.candidate_text`)."""
@@ -46,6 +51,10 @@ class PolicyHost:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-model")
         self.policy: Any = None
         self.version: int | None = None
+        self.outputs: OrderedDict[tuple[int | None, bytes], tuple[float, ...]] = OrderedDict()
+        """The policy's answers by (version, state and candidate texts): an edit elsewhere in
+        the file leaves a function's state and candidates as they were."""
+        self._cached_policy: Any = None
         self._polled = 0.0
 
     def start(self) -> Future[None]:
@@ -97,9 +106,21 @@ class PolicyHost:
         import torch
 
         self._ensure()
+        key = (self.version, hashlib.sha256("\0".join([state, *texts]).encode()).digest())
+        hit = self.outputs.get(key)
+        if hit is not None and self.policy is self._cached_policy:
+            self.outputs.move_to_end(key)
+            return list(hit), self.version
         with torch.inference_mode():
             out = self.policy([state], [texts])
-        return [float(x) for x in out.log_probs[0, : 1 + len(texts)]], self.version
+        log_probs = [float(x) for x in out.log_probs[0, : 1 + len(texts)]]
+        if self.policy is not self._cached_policy:
+            self.outputs.clear()
+            self._cached_policy = self.policy
+        self.outputs[key] = tuple(log_probs)
+        while len(self.outputs) > POLICY_CACHE:
+            self.outputs.popitem(last=False)
+        return log_probs, self.version
 
     def rank(self, state: str, texts: list[str]) -> Future[tuple[list[float], int | None]]:
         """Log-probs over ``[STOP, *texts]`` and the policy version, computed in the model thread."""
