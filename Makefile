@@ -7,7 +7,7 @@ CONSTRAINTS ?= constraints.txt
 STAMP := $(VENV)/.installed
 APT_BWRAP := DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -o DPkg::Lock::Timeout=300 bubblewrap >/dev/null 2>&1
 
-.PHONY: install test demo bench clean
+.PHONY: install test demo bench clean e2e-setup
 
 install: $(STAMP)
 
@@ -19,7 +19,13 @@ $(STAMP): pyproject.toml constraints.txt
 	@command -v bwrap >/dev/null 2>&1 || { test "$$(id -u)" = 0 && command -v apt-get >/dev/null 2>&1 \
 	  && { $(APT_BWRAP) || { apt-get update -qq >/dev/null 2>&1 && $(APT_BWRAP); }; }; } \
 	  || echo "bubblewrap not installed: the sandbox refuses untrusted code unless sandbox.allow_weak (README, Sandbox)"
+	$(MAKE) e2e-setup
 	touch $(STAMP)
+
+# The VS Code end-to-end test: (as root, with apt) libkrb5-dev, ripgrep and chromium, then with
+# npm code-server and puppeteer-core; without npm or chromium the test skips, saying so.
+e2e-setup:
+	sh tests/e2e/install.sh || echo "e2e set-up failed; tests/e2e/test_vscode.py retries it"
 
 test: $(STAMP)
 	$(PY) -m pytest

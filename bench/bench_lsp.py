@@ -4,9 +4,11 @@ Measures, over stdio: ``initialize`` answered after process start, first code ac
 start, and code-action latency p50/p95 at the first body line of every function: ``first_pass``
 (once diagnostics have been published, so usually ranked already), ``warm`` (repeated passes) and
 ``after_edit`` (a request right after each didChange: candidates generated and ranked anew), the
-server's resident memory with the policy loaded, and ``ruff server`` on the same requests.
+server's resident memory with the policy loaded, and ``ruff server`` on the same requests.  With
+``--churn N`` the server then answers N more code-action requests, each after an edit (so each
+makes new offers), and its resident memory is measured again: the offers it keeps are bounded.
 
-Run: ``python -m trustfix.bench.bench_lsp [--rounds 5] [--json out.json]``.
+Run: ``python -m trustfix.bench.bench_lsp [--rounds 5] [--churn 1000] [--json out.json]``.
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ class RawClient:
 
 async def measure(command: list[str], source: str, root: Path, positions: list[tuple[int, int]],
                   rounds: int, options: dict[str, Any] | None = None,
-                  wait_diagnostics: int = 0) -> dict[str, Any]:
+                  wait_diagnostics: int = 0, churn: int = 0) -> dict[str, Any]:
     """Start one server, open ``source`` and time code actions at ``positions``."""
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
@@ -137,6 +139,12 @@ async def measure(command: list[str], source: str, root: Path, positions: list[t
             "contentChanges": [{"text": source + f"\n# edit {version}\n"}]})
         edited.append(await request(line, col))
     memory = rss_mb(proc.pid)
+    for version in range(len(positions) + 2, len(positions) + 2 + churn):
+        client.notify("textDocument/didChange", {
+            "textDocument": {"uri": uri, "version": version},
+            "contentChanges": [{"text": source + f"\n# edit {version}\n"}]})
+        await request(*positions[version % len(positions)])
+    churned = rss_mb(proc.pid)
     await client.request("shutdown", None)
     client.notify("exit", None)
     await asyncio.wait_for(proc.wait(), 10)
@@ -151,11 +159,11 @@ async def measure(command: list[str], source: str, root: Path, positions: list[t
         "after_edit_p50_ms": statistics.median(t * 1000 for t, _ in edited),
         "after_edit_p95_ms": percentile([t * 1000 for t, _ in edited], 0.95),
         "actions_per_request": statistics.mean(n for _, n in repeats), "rss_mb": memory,
-        "requests": len(firsts) + len(warm),
+        "requests": len(firsts) + len(warm), "churn_requests": churn, "rss_after_churn_mb": churned,
     }
 
 
-async def run(rounds: int) -> dict[str, Any]:
+async def run(rounds: int, churn: int = 0) -> dict[str, Any]:
     """Both servers on the same file and positions."""
     source = humaneval_file()
     positions = [(u.start_line, 4) for u in units(source)]  # first body line of each function
@@ -165,7 +173,7 @@ async def run(rounds: int) -> dict[str, Any]:
         trustfix = await measure(
             [str(Path(sys.executable).parent / "trustfix"), "serve", "--log-level", "WARNING"],
             source, root, positions, rounds, {"dataDir": str(root / "data")},
-            wait_diagnostics=2)
+            wait_diagnostics=2, churn=churn)
         ruff = await measure([tool_path("ruff"), "server"], source, root, positions, rounds)
     return {
         "file_lines": source.count("\n"), "functions": len(positions), "trustfix": trustfix,
@@ -175,17 +183,23 @@ async def run(rounds: int) -> dict[str, Any]:
     }
 
 
+def report(results: dict[str, Any], path: Path | None) -> None:
+    """Print ``results`` as JSON (and write them to ``path`` when given)."""
+    text = json.dumps(results, indent=2)
+    if path:
+        path.write_text(text)
+    sys.stdout.write(text + "\n")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Print the figures (and write them as JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="Repeated passes over all functions.")
+    parser.add_argument("--churn", type=int, default=0,
+                        help="Code-action requests on changing text before memory is measured again.")
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args(argv)
-    results = asyncio.run(run(args.rounds))
-    text = json.dumps(results, indent=2)
-    if args.json:
-        args.json.write_text(text)
-    sys.stdout.write(text + "\n")
+    report(asyncio.run(run(args.rounds, args.churn)), args.json)
 
 
 if __name__ == "__main__":

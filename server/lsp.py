@@ -4,7 +4,13 @@ Code actions offer the policy's top-k refinements of the function under the curs
 is a Suggestion event and everything the reviewer does with it a Feedback event, stored in the
 outbox.  Requests never wait for slow work: ruff and candidate generation run in one analysis
 thread, the policy in its own model thread (torch is imported there, after ``initialize`` has
-been answered), semgrep and test runs in background threads with work-done progress.
+been answered), the outbox and the trainer link in theirs, semgrep and test runs in background
+threads with work-done progress.
+
+The parts: :mod:`~trustfix.server.session` (analysis and ranking), :mod:`~trustfix.server.offers`
+(the offer lifecycle, on an injected clock), :mod:`~trustfix.server.actions` (code actions,
+diagnostics, hover), :mod:`~trustfix.server.trainer_link` (outbox, trainer, trust).  This module
+holds the server and its handlers.
 
 The reviewer's trust is estimated by the trainer.  With a trainer configured, the outbox sender
 asks it for this reviewer's (pseudonymous) trust after acks and on version announcements, at
@@ -16,7 +22,6 @@ answer updates ``trust``, ``alpha`` and ``beta`` in ``trustfix.trust`` and is se
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import sys
@@ -25,7 +30,7 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import uuid4
 
 from lsprotocol import types
@@ -34,145 +39,95 @@ from pygls.lsp.server import LanguageServer
 from pygls.uris import to_fs_path
 from pygls.workspace import TextDocument
 
+from . import actions
+from .actions import KIND, explain
 from .evidence import TestOutcome, run_command, run_pytest, test_files_importing
 from .findings import SemgrepCache, content_hash
 from .guards import AnalysisLanes, analyse_bounded
-from .privacy import installation_key, pseudonym
+from .offers import MAX_TEXT, Clock, ManualClock, Offer, OfferBook, OfferStatus
 from .session import (
-    Offer,
-    OfferBook,
     PolicyHost,
     Ranking,
     candidate_text,
-    correction,
     find_unit,
-    inline_comments,
     make_ranking,
-    minimal_change,
-    survival,
+    offer_order,
 )
 from .settings import ServerSettings, merge_options
+from .trainer_link import TrainerLink
 from .units import Unit, unit_at, units
-
-if TYPE_CHECKING:
-    from trustfix.trainer.events import Event, Suggestion
-
-    from .outbox import Outbox
+from .verify import Verifier
 
 log = logging.getLogger(__name__)
 
 STATUS = "trustfix/status"
 """Server -> client notification: ``{policyVersion, trust, reviewer}``."""
-KIND = types.CodeActionKind.RefactorRewrite
+ADVANCE_CLOCK = "trustfix/advanceClock"
+"""Client -> server request ``{seconds}`` (only with ``serve --manual-clock``, for tests): move
+the offers' clock and run one round of offer bookkeeping; answers ``{time, offers}``."""
 COMMANDS = ("trustfix.accept", "trustfix.reject", "trustfix.rate", "trustfix.comment",
             "trustfix.trust")
-MAX_TEXT = 2000
-"""Longest comment accepted (as :data:`trustfix.trainer.events.MAX_TEXT`, which is imported only
-after ``initialize`` is answered: the ``trainer`` package loads torch)."""
 RANKING_CACHE = 256
 """Rankings kept (by document content and unit)."""
-NO_TRAINER = "no trainer connected: trust is estimated by the trainer"
-SENT_TO_TRAINER = "sent to the trainer, which updates your trust as it learns from it"
 
 
 class TrustfixServer(LanguageServer):
-    """The language server with its settings, outbox, policy host and offers."""
+    """The language server with its settings, trainer link, policy host and offers."""
 
-    def __init__(self, settings: ServerSettings | None = None) -> None:
+    def __init__(self, settings: ServerSettings | None = None,
+                 clock: Clock = time.monotonic) -> None:
         super().__init__("trustfix", "0.1.0")
         self.settings = settings or ServerSettings()
-        self.outbox: Outbox | None = None
-        self.reviewer_id = ""
+        self.link = TrainerLink(on_trust=self._trust_reported, on_error=self._warn,
+                                on_policy=self._policy_installed)
         self.policy: PolicyHost | None = None
-        self.stream: list[Any] = []
-        """The outbox sender and policy subscriber while a trainer is configured."""
         self.trust: dict[str, float] | None = None
         """The reviewer's ``{alpha, beta, theta, count}`` as the trainer last reported it."""
         self.analysis = AnalysisLanes(self.settings.large_document_wait_s)
         self.background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-tests")
         self.semgrep: SemgrepCache | None = None
         self.rankings: OrderedDict[tuple[Any, ...], Ranking] = OrderedDict()
-        self.offers = OfferBook()
+        self.offers = OfferBook(clock)
+        self.verifier = Verifier(self.settings.verify_candidates, self.settings.verify_budget_s,
+                                 on_done=self._verified)
         self.refreshes: dict[str, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.last_feedback: str | None = None
         self.fresh_said = False
+        self.started = False
         self.shut_down = False
 
     # -- set-up ---------------------------------------------------------------------------
     def configure(self, options: Any) -> None:
         """Apply client options (initializationOptions or the ``trustfix`` settings section)."""
-        old = self.settings
         self.settings, problems = merge_options(self.settings, options)
         for problem in problems:
             log.warning("setting ignored: %s", problem)
-        key = installation_key(self.settings.data_dir)
-        self.reviewer_id = pseudonym(self.settings.reviewer, key)
-        if self.outbox is not None:
-            if old.data_dir != self.settings.data_dir:
-                self.outbox.close()
-                self.outbox = None
-                self.open_outbox()
-            else:
-                self.outbox.max_rows = self.settings.outbox_max_rows
-            trainer = ("trainer_endpoint", "trainer_publish_endpoint", "keys_dir", "data_dir",
-                       "reviewer")
-            if any(getattr(old, f) != getattr(self.settings, f) for f in trainer):
-                self.connect_trainer()
-
-    def open_outbox(self) -> None:
-        """Open the outbox in the data folder (after ``initialize``: it loads the event schema)."""
-        from trustfix.trainer.config import StreamConfig
-
-        from .outbox import Outbox
-
-        self.outbox = Outbox(self.settings.data_dir / "outbox.sqlite",
-                             self.settings.outbox_max_rows,
-                             checkpoint_every_s=StreamConfig().wal_checkpoint_s)
+        self.link.configure(self.settings, self.started)
+        self.verifier.candidates = self.settings.verify_candidates
+        self.verifier.budget_s = self.settings.verify_budget_s
 
     def start_background(self) -> None:
-        """Start the policy load and the timer (after ``initialized``)."""
+        """Start the policy load, the trainer link and the timer (after ``initialized``)."""
         self.loop = asyncio.get_running_loop()
-        self.open_outbox()
+        self.started = True
         self.semgrep = SemgrepCache()
         self.policy = PolicyHost(self.settings.checkpoints, self.settings.checkpoint_poll_s,
                                  on_change=self._policy_changed)
         self.policy.start()
-        self.connect_trainer()
+        self.link.start()
         self.spawn(self.tick())
+
+    @property
+    def reviewer_id(self) -> str:
+        """The reviewer's pseudonym."""
+        return self.link.reviewer_id
 
     @property
     def trainer_note(self) -> str:
         """Where feedback goes: to the trainer when connected, else it waits in the outbox."""
-        return SENT_TO_TRAINER if self.stream else NO_TRAINER
-
-    def connect_trainer(self) -> None:
-        """Stream the outbox to the trainer and follow its policy versions, when one is set."""
-        from .stream import OutboxSender, PolicySubscriber
-
-        for part in self.stream:
-            part.stop()
-        self.stream = []
-        self.trust = None
-        settings = self.settings
-        if not settings.trainer_endpoint or self.outbox is None:
-            return
-        try:
-            sender = OutboxSender(self.outbox, settings.trainer_endpoint, keys=settings.keys_dir,
-                                  reviewer=self.reviewer_id, on_trust=self._trust_reported)
-            self.stream = [
-                sender.start(),
-                PolicySubscriber(settings.publish_endpoint, settings.trainer_endpoint,
-                                 settings.checkpoints, keys=settings.keys_dir,
-                                 on_announcement=lambda _: sender.request_trust()).start(),
-            ]
-        except (ValueError, RuntimeError, OSError) as error:
-            log.warning("trainer not connected: %s", error)
-            self.window_show_message(types.ShowMessageParams(
-                type=types.MessageType.Warning,
-                message=f"trustfix: not connected to the trainer ({error}); feedback stays in "
-                        "the outbox"))
+        return self.link.note
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run ``coro`` as a task that is kept alive until it finishes."""
@@ -180,6 +135,23 @@ class TrustfixServer(LanguageServer):
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
+
+    def _warn(self, message: str) -> None:
+        """Called in the link's thread: show a warning to the reviewer."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.window_show_message, types.ShowMessageParams(
+                type=types.MessageType.Warning, message=message))
+
+    def _policy_installed(self) -> None:
+        """Called in the subscriber's thread: the trainer's new version is in the folder."""
+        if self.policy is not None:
+            self.policy.check_now()
+
+    def _verified(self, uri: str) -> None:
+        """Called in the verifier's thread: new verdicts, so the client's hints (and with them
+        its code actions) are refreshed."""
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.schedule_refresh, uri)
 
     def _policy_changed(self, version: int | None, fresh: bool) -> None:
         """Called in the model thread: tell the client (once, for a fresh policy)."""
@@ -198,7 +170,7 @@ class TrustfixServer(LanguageServer):
         self.send_status()
 
     def _trust_reported(self, trust: dict[str, float] | None) -> None:
-        """Called in the sender's thread with the trainer's answer: a change goes to the client."""
+        """Called in the link's threads with the trainer's answer: a change goes to the client."""
         if self.loop is not None:
             self.loop.call_soon_threadsafe(self._set_trust, trust)
 
@@ -215,18 +187,15 @@ class TrustfixServer(LanguageServer):
                                       "reviewer": self.settings.reviewer})
 
     def close(self) -> None:
-        """Stop the threads and close the outbox."""
+        """Stop the threads; the events handed over are stored and the outbox closed."""
         for task in list(self.tasks) + list(self.refreshes.values()):
             task.cancel()
         if self.policy:
             self.policy.close()
-        for part in self.stream:
-            part.stop()
         self.analysis.shutdown(wait=False, cancel_futures=True)
         self.background.shutdown(wait=False, cancel_futures=True)
-        if self.outbox:
-            self.outbox.close()
-            self.outbox = None
+        self.verifier.close()
+        self.link.close()
 
     # -- documents ------------------------------------------------------------------------
     def python_document(self, uri: str) -> TextDocument | None:
@@ -279,113 +248,50 @@ class TrustfixServer(LanguageServer):
             self.rankings.popitem(last=False)
         return ranking
 
-    def make_offers(self, doc: TextDocument, ranking: Ranking) -> list[Offer]:
-        """The top-k offers of a ranking, each recorded once as a Suggestion."""
+    def make_offers(self, doc: TextDocument, ranking: Ranking,
+                    cursor_line: int | None = None) -> list[Offer]:
+        """The top-k offers of a ranking (verified ones first, see :func:`offer_order`), each
+        recorded once as a Suggestion.  Candidates not yet verified are verified in the
+        background, in the order they would be offered, when the workspace has tests for them."""
+        focus = set(self.verifier.failing_lines.get(content_hash(doc.source), ()))
+        if cursor_line is not None:
+            focus.add(cursor_line)
+        margin = self.settings.near_cursor_margin
+        root, path = self.workspace.root_path, to_fs_path(doc.uri)
+        if root and path and ranking.candidates and self.settings.verify_candidates:
+            self.verifier.submit(doc.uri, Path(root), Path(path), doc.source, ranking,
+                                 offer_order(ranking, {}, focus, margin))
+        verdicts = self.verifier.known(doc.source, ranking)
+        order = offer_order(ranking, verdicts, focus, margin)[: self.settings.top_k]
         key = (doc.uri, content_hash(doc.source), ranking.unit.start_byte, ranking.policy_version,
-               self.settings.top_k)
-        known = self.offers.by_request.get(key)
-        if known is not None and all(o.status == "offered" for o in known):
+               tuple(order))
+        known = self.offers.open_offers(key)
+        if known is not None:
             return known
-        offers = [Offer(uuid4().hex, doc.uri, doc.source, ranking, index)
-                  for index in ranking.order[: self.settings.top_k]]
+        offers = [Offer(uuid4().hex, doc.uri, doc.source, ranking, index,
+                        verdict=verdicts.get(index)) for index in order]
         for rank, offer in enumerate(offers):
-            offer.event = self.suggestion_event(offer, rank)
-            self.record(offer.event)
-        self.offers.add(key, offers)
+            offer.event = self.link.suggestion_event(offer, rank)
+            self.link.record(offer.event)
+        self.offers.add(key, offers, self.settings.max_offers)
         return offers
-
-    def suggestion_event(self, offer: Offer, rank: int) -> Suggestion | None:
-        """The Suggestion event of an offer (None when telemetry is off)."""
-        from trustfix.trainer.events import CandidateRecord, Suggestion, now
-
-        level = self.settings.telemetry
-        if level == "off":
-            return None
-        ranking = offer.ranking
-        code = level == "all"
-        records = [
-            CandidateRecord(c.title, c.proposer, c.diff if code else None, max(1, c.line),
-                            content_hash(candidate_text(c)), min(0.0, ranking.log_probs[i + 1]))
-            for i, c in enumerate(ranking.candidates)
-        ]
-        features = {
-            "unit_lines": float(ranking.unit.end_line - ranking.unit.start_line + 1),
-            "candidates": float(len(ranking.candidates)),
-            "ruff_findings": float(sum(f.tool == "ruff" for f in ranking.findings)),
-            "semgrep_findings": float(sum(f.tool == "semgrep" for f in ranking.findings)),
-            "stop_prob": ranking.stop_prob,
-            "prob": ranking.prob(offer.index),
-            "rank": float(rank),
-        }
-        return Suggestion(
-            id=offer.id, policy_version=ranking.policy_version,
-            state=ranking.state if code else None,
-            state_sha256=hashlib.sha256(ranking.state.encode()).hexdigest(),
-            features=features, candidates=records, chosen=offer.index + 1,
-            old_log_prob=min(0.0, ranking.log_probs[offer.index + 1]),
-            reviewer=self.reviewer_id, role=self.settings.role, time=now(),
-        )
-
-    def record(self, event: Event | None) -> None:
-        """Store an event in the outbox (nothing when telemetry is off)."""
-        if event is not None and self.settings.telemetry != "off" and self.outbox is not None:
-            self.outbox.add(event)
 
     def feedback(self, offer: Offer, kind: str, **fields: Any) -> None:
         """Record one Feedback event about ``offer``."""
-        from trustfix.trainer.events import Feedback, new_id, now
-
-        if self.settings.telemetry == "off":
-            return
-        if self.settings.telemetry == "noCode" and kind == "edit":
-            fields["diff"] = ""
-        self.record(Feedback(id=new_id(), suggestion_id=offer.id, reviewer=self.reviewer_id,
-                             role=self.settings.role, kind=kind, time=now(), **fields))
+        self.link.feedback(offer, kind, **fields)
 
     # -- edits ----------------------------------------------------------------------------
     def workspace_edit(self, offer: Offer) -> types.WorkspaceEdit:
         """The offer's change as a WorkspaceEdit against the document's current version."""
-        doc = self.workspace.text_documents.get(offer.uri)
-        if doc is None or doc.source != offer.source:
-            raise JsonRpcInvalidParams("the document changed since this refinement was offered; "
-                                       "ask for code actions again")
-        first, last, text, end_col = minimal_change(offer.source, offer.candidate.source)
-        edit = types.TextEdit(
-            range=types.Range(types.Position(first, 0), types.Position(last, end_col)),
-            new_text=text,
-        )
-        caps = self.client_capabilities.workspace
-        if caps and caps.workspace_edit and caps.workspace_edit.document_changes:
-            return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-                text_document=types.OptionalVersionedTextDocumentIdentifier(doc.uri, doc.version),
-                edits=[edit],
-            )])
-        return types.WorkspaceEdit(changes={doc.uri: [edit]})
-
-    def client_resolves_edit(self) -> bool:
-        """Whether the client fills in ``edit`` through ``codeAction/resolve``."""
-        text = self.client_capabilities.text_document
-        action = text.code_action if text else None
-        support = action.resolve_support if action else None
-        return bool(support and "edit" in support.properties and action.data_support)
-
-    def client_has_literals(self) -> bool:
-        """Whether the client accepts CodeAction literals (else only Commands)."""
-        text = self.client_capabilities.text_document
-        action = text.code_action if text else None
-        return bool(action and action.code_action_literal_support)
+        return actions.workspace_edit(self.workspace.text_documents.get(offer.uri), offer,
+                                      self.client_capabilities)
 
     def action(self, offer: Offer) -> types.CodeAction | types.Command:
         """The code action (or, for old clients, the command) of one offer."""
-        title = f"trustfix: {offer.title} (p={offer.ranking.prob(offer.index):.2f})"
-        command = types.Command(title=title, command="trustfix.accept", arguments=[offer.id])
-        if not self.client_has_literals():
-            return command
-        action = types.CodeAction(title=title, kind=KIND, command=command,
-                                  data={"suggestionId": offer.id})
-        if not self.client_resolves_edit():
-            action.edit = self.workspace_edit(offer)
-        return action
+        label = offer.verdict.label if offer.verdict is not None else None
+        return actions.code_action(offer, offer.ranking.prob(offer.index), label,
+                                   self.workspace.text_documents.get(offer.uri),
+                                   self.client_capabilities)
 
     def offer_from(self, args: tuple[Any, ...], types_: tuple[type, ...]) -> Offer:
         """The offer named by a command's first argument; checks the argument count and types."""
@@ -443,7 +349,7 @@ class TrustfixServer(LanguageServer):
                 ranking = await self.rank(doc, unit)
                 if doc.source != source:
                     return
-                found.extend(diagnostics_for(ranking))
+                found.extend(actions.diagnostics_for(ranking))
         except Exception:
             log.exception("diagnostics for %s failed", uri)
             return
@@ -490,123 +396,42 @@ class TrustfixServer(LanguageServer):
                             verdict, outcome.summary)
         offer.event = msgspec.structs.replace(offer.event, revision=offer.event.revision + 1,
                                               r_env=outcome.r_env, evidence=evidence)
-        self.record(offer.event)
+        self.link.record(offer.event)
         self.last_feedback = (
             f'tests after your acceptance of "{offer.title}": {outcome.passed} passed, '
             f"{outcome.failed} failed ({verdict} it); {self.trainer_note}"
         )
 
     async def tick(self) -> None:
-        """Expire unused offers, report edits of accepted ones and pick up inline comments."""
+        """Offer bookkeeping (expiry, edit tracking, inline comments) on a timer."""
         while True:
             s = self.settings
             period = min(1.0, s.offer_expiry_s, s.comment_quiet_s, *s.edit_checkpoints) / 4
             await asyncio.sleep(max(0.02, period))
             try:
-                self.check_offers(time.monotonic())
+                self.check_offers()
             except Exception:
                 log.exception("offer bookkeeping failed")
 
-    def check_offers(self, clock: float) -> None:
-        """One round of :meth:`tick`."""
-        s = self.settings
-        for offer in list(self.offers.by_id.values()):
-            if offer.status == "offered" and clock - offer.created >= s.offer_expiry_s:
-                offer.status = "ignored"
-                self.feedback(offer, "ignore")
-            elif offer.status == "accepted" and offer.checkpoints_done < len(s.edit_checkpoints):
-                self.track(offer, clock)
+    def check_offers(self) -> None:
+        """One round of :meth:`tick` at the offers' clock: record the feedback found due."""
+        def text_of(uri: str) -> str | None:
+            doc = self.workspace.text_documents.get(uri)
+            return None if doc is None else doc.source
 
-    def track(self, offer: Offer, clock: float) -> None:
-        """Edit tracking and inline comments of one accepted offer."""
-        doc = self.workspace.text_documents.get(offer.uri)
-        if doc is None:
-            return
-        s = self.settings
-        original = offer.ranking.unit
-        unit = find_unit(doc.source, original.qualname, original.start_line)
-        current = unit.source if unit is not None else ""
-        if unit is not None:
-            lo, hi = max(0, unit.start_line - 2), unit.end_line + 1
-            region = "".join(doc.lines[lo:hi])
-            seen = inline_comments(region, offer.accepted_text)
-            for line, text in seen.items():
-                old = offer.comments.get(line)
-                if old is None or old[0] != text:
-                    offer.comments[line] = (text, clock)
-                elif clock - old[1] >= s.comment_quiet_s and text not in offer.comments_sent:
-                    offer.comments_sent.add(text)
-                    self.feedback(offer, "comment", text=text[:MAX_TEXT])
-        elapsed = clock - offer.accepted_at
-        while (offer.checkpoints_done < len(s.edit_checkpoints)
-               and elapsed >= s.edit_checkpoints[offer.checkpoints_done]):
-            after = s.edit_checkpoints[offer.checkpoints_done]
-            offer.checkpoints_done += 1
-            if current in (offer.accepted_text, offer.last_reported):
-                continue
-            offer.last_reported = current
-            reverted = current.strip() == original.source.strip()
-            self.feedback(offer, "edit", diff=correction(offer, current),
-                          survived=0.0 if reverted else survival(original.source,
-                                                                 offer.accepted_text, current),
-                          after_s=after, text="full revert" if reverted else None)
-
-
-def diagnostics_for(ranking: Ranking) -> list[types.Diagnostic]:
-    """Hints on lines where the ranking has a refinement: fixable findings, and the policy's
-    favourite when it beats STOP."""
-    if not ranking.candidates:
-        return []
-    best = max(ranking.prob(i) for i in range(len(ranking.candidates)))
-    lines: dict[int, types.Diagnostic] = {}
-    fixed = {(c.proposer, c.line) for c in ranking.candidates}
-    for finding in ranking.findings:
-        inside = ranking.unit.start_line <= finding.line <= ranking.unit.end_line
-        if inside and finding.line not in lines and any(
-            proposer.startswith(finding.tool) and line == finding.line for proposer, line in fixed
-        ):
-            lines[finding.line] = hint(finding.line, f"{finding.code} {finding.message}; "
-                                       f"trustfix has a refinement (p={best:.2f})", finding.code)
-    top = ranking.order[0]
-    candidate = ranking.candidates[top]
-    if ranking.prob(top) > ranking.stop_prob and candidate.line not in lines:
-        lines[candidate.line] = hint(
-            candidate.line, f"trustfix: {candidate.title} (p={ranking.prob(top):.2f})",
-            candidate.proposer)
-    return list(lines.values())
-
-
-def hint(line: int, message: str, code: str) -> types.Diagnostic:
-    """A hint diagnostic on 1-based ``line``."""
-    return types.Diagnostic(
-        range=types.Range(types.Position(line - 1, 0), types.Position(line, 0)),
-        message=message, severity=types.DiagnosticSeverity.Hint, source="trustfix", code=code,
-    )
-
-
-def explain(ranking: Ranking, top_k: int, reviewer: str, trainer_note: str = NO_TRAINER,
-            trust: dict[str, float] | None = None) -> str:
-    """Markdown for the hover: how the policy ranked this unit's refinements."""
-    policy = (f"policy v{ranking.policy_version}" if ranking.policy_version is not None
-              else "a fresh, untrained policy (no checkpoint yet)")
-    heading = (f"**trustfix** — `{ranking.unit.qualname}`: {len(ranking.candidates)} candidate "
-               f"refinements ranked by {policy}")
-    lines = [heading, ""]
-    for rank, index in enumerate(ranking.order[:top_k], 1):
-        c = ranking.candidates[index]
-        lines.append(f"{rank}. {c.title} — p={ranking.prob(index):.2f} ({c.proposer}, line {c.line})")
-    lines += ["", f"Leave as is (STOP): p={ranking.stop_prob:.2f}", ""]
-    if trust is None:
-        lines.append(f"Trust in your feedback ({reviewer}): not reported yet — {trainer_note}.")
-    else:
-        lines.append(f"Trust in your feedback ({reviewer}): {trust['theta']:.2f} "
-                     f"(α {trust['alpha']:.1f}, β {trust['beta']:.1f}, {trust['count']} items), "
-                     "as the trainer estimates it.")
-    return "\n".join(lines)
+        for note in self.offers.tick(self.settings, text_of):
+            self.feedback(note.offer, note.kind, **note.fields)
 
 
 server = TrustfixServer()
 """The server instance the handlers below belong to."""
+
+
+def use_manual_clock(ls: TrustfixServer) -> ManualClock:
+    """Drive ``ls``'s offers by a :class:`ManualClock` (``serve --manual-clock``, for tests)."""
+    clock = ManualClock()
+    ls.offers.clock = clock
+    return clock
 
 
 @server.feature(types.INITIALIZE)
@@ -691,7 +516,8 @@ async def code_action(
     ranking = await ls.rank(doc, unit)
     if ls.workspace.text_documents.get(doc.uri) is not doc or doc.source != source:
         return []
-    return [ls.action(offer) for offer in ls.make_offers(doc, ranking)]
+    offers = ls.make_offers(doc, ranking, params.range.start.line + 1)
+    return [ls.action(offer) for offer in offers]
 
 
 @server.feature(types.CODE_ACTION_RESOLVE)
@@ -728,7 +554,7 @@ async def accept(ls: TrustfixServer, *args: Any) -> None:
     """The reviewer applied an offer: record it, apply the edit if the client did not, start
     edit tracking and the tests."""
     offer = ls.offer_from(args, (str,))
-    if offer.status == "accepted":
+    if offer.status is OfferStatus.ACCEPTED:
         return
     doc = ls.workspace.text_documents.get(offer.uri)
     if doc is None:
@@ -740,8 +566,7 @@ async def accept(ls: TrustfixServer, *args: Any) -> None:
             raise JsonRpcInvalidParams(f"the editor did not apply the edit: {result.failure_reason}")
     unit = offer.ranking.unit
     accepted = find_unit(offer.candidate.source, unit.qualname, unit.start_line)
-    offer.accepted_text = accepted.source if accepted is not None else ""
-    offer.status, offer.accepted_at = "accepted", time.monotonic()
+    ls.offers.accept(offer, accepted.source if accepted is not None else "")
     ls.feedback(offer, "accept")
     ls.last_feedback = f'your acceptance of "{offer.title}" was recorded; {ls.trainer_note}'
     ls.spawn(ls.gather_evidence(offer))
@@ -751,7 +576,7 @@ async def accept(ls: TrustfixServer, *args: Any) -> None:
 def reject(ls: TrustfixServer, *args: Any) -> None:
     """The reviewer rejected an offer."""
     offer = ls.offer_from(args, (str,))
-    offer.status = "rejected"
+    ls.offers.reject(offer)
     ls.feedback(offer, "reject")
     ls.last_feedback = f'your rejection of "{offer.title}" was recorded; {ls.trainer_note}'
 
@@ -787,3 +612,18 @@ def trust(ls: TrustfixServer, *args: Any) -> dict[str, Any]:
             "alpha": known.get("alpha"), "beta": known.get("beta"),
             "policyVersion": ls.policy.version if ls.policy else None,
             "lastFeedback": ls.last_feedback}
+
+
+@server.feature(ADVANCE_CLOCK)
+def advance_clock(ls: TrustfixServer, params: Any) -> dict[str, Any]:
+    """Move a manual clock by ``params.seconds`` and run one round of offer bookkeeping."""
+    clock = ls.offers.clock
+    if not isinstance(clock, ManualClock):
+        raise JsonRpcInvalidParams(f"{ADVANCE_CLOCK} needs `trustfix serve --manual-clock`")
+    seconds = (params.get("seconds") if isinstance(params, dict)
+               else getattr(params, "seconds", None))
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise JsonRpcInvalidParams("seconds must be a non-negative number")
+    clock.advance(float(seconds))
+    ls.check_offers()
+    return {"time": clock(), "offers": len(ls.offers)}

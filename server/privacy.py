@@ -53,10 +53,3 @@ def pseudonym(reviewer_id: str, key: bytes) -> str:
     """The stored form of a reviewer id: ``r-`` and 32 hex digits of HMAC-SHA256(key, id)."""
     digest = hmac.new(key, reviewer_id.strip().encode(), hashlib.sha256).hexdigest()
     return "r-" + digest[:32]
-
-
-def check_telemetry(level: str) -> Telemetry:
-    """``level`` when it is a telemetry level, ValueError otherwise."""
-    if level not in TELEMETRY_LEVELS:
-        raise ValueError(f"telemetry must be one of {', '.join(TELEMETRY_LEVELS)}, not {level!r}")
-    return level  # type: ignore[return-value]

@@ -1,31 +1,31 @@
-"""What the language server remembers between requests: the policy (loaded and run in its own
-thread), rankings of units, the offers made from them and what became of each accepted change."""
+"""What the language server computes for a unit: the policy (loaded and run in its own thread),
+the analysis of a unit and the policy's ranking of its candidates (the offers made from them live
+in :mod:`trustfix.server.offers`)."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
-import re
-import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trustfix.trainer.events import candidate_text as policy_candidate_text
 
 from .findings import AnalysisConfig, Finding, SemgrepCache, ruff_findings
-from .proposers import Candidate, common_lines, propose, unified_diff
+from .proposers import Candidate, common_lines, propose
 from .state import state_text
 from .units import Unit, units
 
 log = logging.getLogger(__name__)
 
-COMMENT = re.compile(r"#\s*trustfix:\s*(.+?)\s*$")
-"""An inline reviewer comment: ``# trustfix: <text>``."""
-
+POLICY_CACHE = 1024
+"""Policy answers kept (see :attr:`PolicyHost.outputs`)."""
 
 def candidate_text(candidate: Candidate) -> str:
     """What the policy reads of ``candidate`` (:func:`trustfix.trainer.events.candidate_text`)."""
@@ -51,11 +51,22 @@ class PolicyHost:
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-model")
         self.policy: Any = None
         self.version: int | None = None
+        self.outputs: OrderedDict[tuple[int | None, bytes], tuple[float, ...]] = OrderedDict()
+        """The policy's answers by (version, state and candidate texts): an edit elsewhere in
+        the file leaves a function's state and candidates as they were."""
+        self._cached_policy: Any = None
         self._polled = 0.0
 
     def start(self) -> Future[None]:
         """Load the policy in the model thread."""
         return self.executor.submit(self._ensure)
+
+    def check_now(self) -> Future[None]:
+        """Look for a newer version now (a new one was installed), not at the next ranking."""
+        def check() -> None:
+            self._polled = -float("inf")
+            self._ensure()
+        return self.executor.submit(check)
 
     def _load(self, version: int | None) -> None:
         import torch
@@ -95,9 +106,21 @@ class PolicyHost:
         import torch
 
         self._ensure()
+        key = (self.version, hashlib.sha256("\0".join([state, *texts]).encode()).digest())
+        hit = self.outputs.get(key)
+        if hit is not None and self.policy is self._cached_policy:
+            self.outputs.move_to_end(key)
+            return list(hit), self.version
         with torch.inference_mode():
             out = self.policy([state], [texts])
-        return [float(x) for x in out.log_probs[0, : 1 + len(texts)]], self.version
+        log_probs = [float(x) for x in out.log_probs[0, : 1 + len(texts)]]
+        if self.policy is not self._cached_policy:
+            self.outputs.clear()
+            self._cached_policy = self.policy
+        self.outputs[key] = tuple(log_probs)
+        while len(self.outputs) > POLICY_CACHE:
+            self.outputs.popitem(last=False)
+        return log_probs, self.version
 
     def rank(self, state: str, texts: list[str]) -> Future[tuple[list[float], int | None]]:
         """Log-probs over ``[STOP, *texts]`` and the policy version, computed in the model thread."""
@@ -161,41 +184,6 @@ def make_ranking(
     return Ranking(unit, state, findings, candidates, tuple(log_probs), version)
 
 
-@dataclass
-class Offer:
-    """One code action made to the reviewer, and what happened to it since."""
-
-    id: str
-    uri: str
-    source: str
-    """The document text the offer was made against."""
-    ranking: Ranking
-    index: int
-    event: Any = None
-    """The recorded Suggestion event (None when telemetry is off)."""
-    created: float = field(default_factory=time.monotonic)
-    status: str = "offered"
-    """offered, accepted, rejected or ignored."""
-    accepted_at: float | None = None
-    accepted_text: str = ""
-    """The unit as trustfix rewrote it."""
-    checkpoints_done: int = 0
-    last_reported: str | None = None
-    comments: dict[int, tuple[str, float]] = field(default_factory=dict)
-    """Relative line -> (comment text, when it last changed)."""
-    comments_sent: set[str] = field(default_factory=set)
-
-    @property
-    def candidate(self) -> Candidate:
-        """The offered candidate."""
-        return self.ranking.candidates[self.index]
-
-    @property
-    def title(self) -> str:
-        """The candidate's title."""
-        return self.candidate.title
-
-
 def find_unit(source: str, qualname: str, near_line: int) -> Unit | None:
     """The unit called ``qualname`` whose first line is nearest ``near_line``, or None."""
     found = [u for u in units(source) if u.qualname == qualname]
@@ -216,52 +204,28 @@ def minimal_change(old: str, new: str) -> tuple[int, int, str, int]:
     return head, len(a) - 1, text, len(last.encode("utf-16-le")) // 2
 
 
-def survival(original: str, accepted: str, current: str) -> float:
-    """Share of the lines the accepted change introduced that are still in ``current``."""
-    before = set(original.splitlines())
-    added = [line for line in accepted.splitlines() if line not in before]
-    if not added:
-        return 1.0 if current == accepted else 0.0
-    now = set(current.splitlines())
-    return sum(line in now for line in added) / len(added)
+def offer_order(ranking: Ranking, verdicts: dict[int, Any], focus: set[int],
+                margin: float) -> list[int]:
+    """Candidate indices in the order they are offered.
 
+    Candidates whose verdict breaks passing tests are left out; those that make failing tests
+    pass come first; then the policy's order, except that among candidates whose log-probs are
+    within ``margin`` of the best of their group (near-equal scores) one whose change starts on a
+    ``focus`` line (the cursor's, a failing test's; 1-based) comes before one that does not.
+    ``margin`` 0 keeps the policy's order."""
+    order = [i for i in ranking.order if not (i in verdicts and verdicts[i].breaks)]
+    improving = [i for i in order if i in verdicts and verdicts[i].improves]
+    rest = [i for i in order if i not in improving]
+    if margin <= 0 or not focus:
+        return improving + rest
+    groups: list[list[int]] = []
+    for i in rest:
+        if groups and ranking.log_probs[groups[-1][0] + 1] - ranking.log_probs[i + 1] <= margin:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
 
-def correction(offer: Offer, current: str) -> str:
-    """The reviewer's correction of an accepted change as a unified diff (accepted -> current)."""
-    return unified_diff(offer.accepted_text, current, filename=f"{offer.ranking.unit.qualname}.py")
+    def far(i: int) -> bool:
+        return ranking.candidates[i].line not in focus
 
-
-def inline_comments(unit_text: str, accepted_text: str) -> dict[int, str]:
-    """``# trustfix: ...`` comments in ``unit_text`` not already in ``accepted_text``, by line."""
-    present = set(accepted_text.splitlines())
-    out = {}
-    for i, line in enumerate(unit_text.splitlines()):
-        match = COMMENT.search(line)
-        if match and line not in present:
-            out[i] = match.group(1)
-    return out
-
-
-class OfferBook:
-    """Offers by suggestion id, and the offers already made for one ranking (so a repeated
-    request reuses its suggestion ids instead of recording new ones)."""
-
-    def __init__(self) -> None:
-        self.by_id: dict[str, Offer] = {}
-        self.by_request: dict[tuple[Any, ...], list[Offer]] = {}
-        self.lock = threading.Lock()
-
-    def get(self, suggestion_id: str) -> Offer | None:
-        """The offer with this id, or None."""
-        return self.by_id.get(suggestion_id)
-
-    def add(self, key: tuple[Any, ...], offers: list[Offer]) -> None:
-        """Remember the offers of one request."""
-        with self.lock:
-            self.by_request[key] = offers
-            for offer in offers:
-                self.by_id[offer.id] = offer
-
-    def forget_request(self, key: tuple[Any, ...]) -> None:
-        """Forget which request produced offers (the offers themselves stay)."""
-        self.by_request.pop(key, None)
+    return improving + [i for group in groups for i in sorted(group, key=far)]

@@ -45,6 +45,12 @@ class ServerSettings:
     """How often (seconds, at most) the checkpoint folder is checked for a newer version."""
     offer_expiry_s: float = 300.0
     """An offer neither accepted nor rejected this long is recorded as a weak ``ignore``."""
+    offer_keep_s: float = 600.0
+    """A finished offer (accepted and tracked, rejected, ignored) stays this long for late ratings
+    and comments, then is dropped."""
+    max_offers: int = 600
+    """Offers kept at most (each holds its document's text); beyond, the oldest are dropped, the
+    unanswered ones as ``expired``."""
     edit_checkpoints: tuple[float, ...] = (30.0, 120.0, 600.0)
     """Seconds after an accept when what survives of it is reported as an ``edit``."""
     comment_quiet_s: float = 2.0
@@ -90,6 +96,15 @@ class ServerSettings:
     near 200 nested brackets; the operators recurse over the tree)."""
     max_unit_nodes: int = 20_000
     """Functions with more syntax nodes than this get no refinements (bounds analysis time)."""
+    verify_candidates: int = 5
+    """Most probable candidates of a unit run against the workspace's tests in the sandbox
+    before they are offered (``verifyCandidates``; 0: no verification)."""
+    verify_budget_s: float = 20.0
+    """Seconds one unit's verification may take; candidates not started by then stay unverified."""
+    near_cursor_margin: float = 0.1
+    """Log-probability difference under which two candidates count as near-equal, so the one
+    touching the cursor's line (or a failing test's) is offered first (``nearCursorMargin``; 0:
+    the policy's order)."""
 
     @property
     def publish_endpoint(self) -> str:
@@ -117,6 +132,8 @@ _CLIENT_NAMES = {
     "offerExpiry": "offer_expiry_s", "editCheckpoints": "edit_checkpoints",
     "commentQuiet": "comment_quiet_s", "debounce": "debounce_s", "testCommand": "test_command",
     "testTimeout": "test_timeout_s", "outboxMaxRows": "outbox_max_rows",
+    "verifyCandidates": "verify_candidates", "verifyBudget": "verify_budget_s",
+    "nearCursorMargin": "near_cursor_margin",
 }
 """Client option name -> field name (the client's camelCase names)."""
 
@@ -143,13 +160,17 @@ def _convert(name: str, value: Any) -> Any:
             raise ValueError("editCheckpoints must be positive seconds")
         return tuple(sorted(times))
     if name in ("offer_expiry_s", "comment_quiet_s", "debounce_s", "test_timeout_s",
-                "checkpoint_poll_s"):
+                "checkpoint_poll_s", "verify_budget_s", "near_cursor_margin"):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{name} must be a non-negative number")
         return float(value)
     if name == "outbox_max_rows":
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError("outboxMaxRows must be a positive integer")
+        return value
+    if name == "verify_candidates":
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 20:
+            raise ValueError("verifyCandidates must be an integer 0-20")
         return value
     if not isinstance(value, str):
         raise ValueError(f"{name} must be a string")

@@ -313,14 +313,16 @@ class PolicySubscriber(BackgroundThread):
         self.pub_endpoint, self.endpoint, self.folder = pub_endpoint, endpoint, folder
         self.on_policy, self.on_announcement = on_policy, on_announcement
         self.keys, self.key_name = keys, key_name
-        from trustfix.trainer.policies import latest_version
-
-        self.version: int | None = latest_version(folder)
+        self.version: int | None = None
+        """The newest version in ``folder`` (read in the thread: the policies module loads torch)."""
         self.policy: Any = None
         self.errors: list[str] = []
         super().__init__("trustfix-policy")
 
     def _run(self) -> None:
+        from trustfix.trainer.policies import latest_version
+
+        self.version = latest_version(self.folder)
         context = zmq.Context()
         sub = connect_socket(context, zmq.SUB, self.pub_endpoint, self.keys, self.key_name)
         sub.setsockopt(zmq.SUBSCRIBE, POLICY_TOPIC)

@@ -1,5 +1,6 @@
 """End-to-end tests of ``trustfix serve`` over stdio with pytest-lsp: offers, every kind of
-feedback in the outbox, and the bad inputs of issue 5."""
+feedback in the outbox, and the bad inputs of issue 5.  The server runs with ``--manual-clock``:
+the offers' timers move only when a test advances the clock."""
 
 from __future__ import annotations
 
@@ -21,24 +22,8 @@ from trustfix.bench.editor_demo import apply_text_edit, lsp_converter
 from trustfix.server.outbox import Outbox
 from trustfix.trainer.events import Feedback, Suggestion
 
-BUGGY = '''import os
-
-
-def has_close_elements(numbers, threshold):
-    for idx, elem in enumerate(numbers):
-        for idx2, elem2 in enumerate(numbers):
-            if idx != idx2:
-                distance = abs(elem - elem2)
-                if distance > threshold:
-                    return True
-    return False
-
-
-def add(a, b):
-    if a == None:
-        return b
-    return a + b
-'''
+BUGGY = (Path(__file__).parent / "fixtures" / "buggy.txt").read_text()
+"""Two functions: ``add`` compares with ``== None`` (ruff E711)."""
 ADD_LINE = 14  # 0-based line of "    if a == None:"
 TITLE = re.compile(r"^trustfix: .+ \(p=[01]\.\d\d\)$")
 TIMING = {"debounce": 0.05, "offerExpiry": 1.5, "editCheckpoints": [0.4, 0.8],
@@ -92,7 +77,7 @@ async def start(tmp_path: Path, capabilities: types.ClientCapabilities,
                 **options: Any) -> LanguageClient:
     config = ClientServerConfig(
         server_command=[str(Path(sys.executable).parent / "trustfix"), "serve",
-                        "--log-level", "WARNING"],
+                        "--log-level", "WARNING", "--manual-clock"],
         client_factory=make_client,
     )
     client = await config.start()
@@ -118,6 +103,11 @@ async def command(client: LanguageClient, name: str, *args: Any) -> Any:
         types.ExecuteCommandParams(command=name, arguments=list(args)))
 
 
+async def advance(client: LanguageClient, seconds: float) -> dict[str, Any]:
+    """Move the server's offer clock and run its bookkeeping once: ``{time, offers}``."""
+    return await client.protocol.send_request_async("trustfix/advanceClock", {"seconds": seconds})
+
+
 async def stop(client: LanguageClient) -> None:
     await client.shutdown_session()
     await client.stop()
@@ -140,12 +130,13 @@ def no_resolve() -> types.ClientCapabilities:
     return caps
 
 
+@pytest.mark.timeout(300)  # the first ranking loads the policy: slow on a loaded machine
 async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
     client = await start(tmp_path, client_capabilities("visual_studio_code"))
     uri = (tmp_path / "buggy.py").as_uri()
     try:
         open_doc(client, uri, BUGGY)
-        for _ in range(200):  # diagnostics arrive off the request path, after the debounce
+        for _ in range(600):  # diagnostics arrive off the request path, after the debounce
             await asyncio.sleep(0.1)
             if client.diagnostics.get(uri):
                 break
@@ -177,7 +168,8 @@ async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
                                "    # trustfix: keep the None check\n    return b + a\n")
         assert edited != after
         change(client, uri, edited)
-        await asyncio.sleep(1.0)  # both edit checkpoints pass, the inline comment goes quiet
+        await advance(client, 0.5)  # the first edit checkpoint passes, the comment is seen
+        await advance(client, 0.5)  # the second one passes, the inline comment went quiet
 
         assert client.statuses[-1] == {"policyVersion": None, "trust": None, "reviewer": "ada"}
         trust = await command(client, "trustfix.trust")
@@ -187,7 +179,13 @@ async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
         hover = await client.text_document_hover_async(types.HoverParams(
             types.TextDocumentIdentifier(uri), types.Position(4, 8)))
         assert "STOP" in hover.contents.value and "not reported yet" in hover.contents.value
-        await asyncio.sleep(1.0)  # the third offer expires unused
+        clock = await advance(client, 1.0)  # the third offer expires unused
+        assert clock["time"] == 2.0 and clock["offers"] == 3
+        # finished offers stay for late ratings (offer_keep_s), then are dropped
+        assert (await advance(client, 597.0))["offers"] == 3
+        assert (await advance(client, 3.0))["offers"] == 0
+        with pytest.raises(JsonRpcException, match="unknown suggestion id"):
+            await command(client, "trustfix.rate", ids[0], 5)
     finally:
         await stop(client)
 
@@ -231,7 +229,7 @@ async def test_client_without_resolve_gets_inline_edits_and_a_revert_is_reported
         change(client, uri, apply_text_edit(BUGGY, doc_edit.edits[0]))
         await command(client, "trustfix.accept", first.command.arguments[0])
         change(client, uri, BUGGY)  # the reviewer undoes the change completely
-        await asyncio.sleep(1.0)
+        await advance(client, 1.0)
     finally:
         await stop(client)
     suggestions, feedback = events(tmp_path)
@@ -328,30 +326,48 @@ async def test_bad_inputs_get_errors_or_empty_answers(tmp_path: Path) -> None:
     assert feedback == []
 
 
-async def test_accepted_change_is_checked_by_the_workspace_tests(tmp_path: Path) -> None:
-    """Execution evidence: pytest on the test file that imports the module, after an accept."""
+@pytest.mark.slow
+@pytest.mark.timeout(300)  # the sandbox starts and runs the tests in the background
+async def test_candidates_are_verified_by_the_workspace_tests_and_checked_after_accept(
+    tmp_path: Path,
+) -> None:
+    """Verified suggestions: the sandbox runs the test file that imports the module against the
+    top candidates, the fix is offered first and marked; after the accept, execution evidence."""
     source = "def add(a, b):\n    return a - b\n"
     (tmp_path / "calc.py").write_text(source)
     (tmp_path / "test_calc.py").write_text(
         "from calc import add\n\n\ndef test_add():\n    assert add(1, 2) == 3\n"
     )
-    client = await start(tmp_path, no_resolve(), topK=20, offerExpiry=600)
+    client = await start(tmp_path, no_resolve(), topK=20, verifyCandidates=20)
     uri = (tmp_path / "calc.py").as_uri()
     try:
         open_doc(client, uri, source)
-        offered = await actions(client, uri, 1)
-        (fix,) = [a for a in offered if "swap - for +" in a.title]
+        for _ in range(600):  # verification runs in the background; requests never wait for it
+            offered = await actions(client, uri, 1)
+            if "✓" in offered[0].title:
+                break
+            await asyncio.sleep(0.2)
+        fix = offered[0]
+        assert "swap - for +" in fix.title and "✓ 1/1 tests" in fix.title
+        assert fix.title.endswith(f"(p={fix.data['probability']:.2f})")
+        assert fix.data["suggestionId"] == fix.command.arguments[0]
+        assert not [a for a in offered[1:] if "✓" in a.title]  # only the fix passes
         (doc_edit,) = fix.edit.document_changes
         change(client, uri, apply_text_edit(source, doc_edit.edits[0]))
         await command(client, "trustfix.accept", fix.command.arguments[0])
         for _ in range(300):
             await asyncio.sleep(0.1)
-            checked = [s for s in events(tmp_path)[0] if s.evidence is not None]
+            checked = [s for s in events(tmp_path)[0] if s.revision == 1]
             if checked:
                 break
     finally:
         await stop(client)
+    offered_fix = [s for s in events(tmp_path)[0]
+                   if s.id == fix.command.arguments[0] and s.revision == 0]
+    (verified,) = offered_fix
+    assert verified.r_env == 1.0 and verified.evidence.command == "sandbox: test_calc.py"
+    assert verified.evidence.verdict == "supports"
     (suggestion,) = checked
-    assert suggestion.id == fix.command.arguments[0] and suggestion.revision == 1
+    assert suggestion.id == fix.command.arguments[0]
     assert (suggestion.evidence.passed, suggestion.evidence.failed) == (1, 0)
     assert suggestion.evidence.verdict == "supports" and suggestion.r_env == 1.0

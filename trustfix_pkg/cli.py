@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -67,50 +66,9 @@ def demo(
     """The loop on one machine: a scripted reviewer in an editor session against
     ``trustfix serve``, then the learning core learning from noisy simulated reviewers (ours
     against plain PPO)."""
-    from trustfix.trainer.synthetic import BanditConfig, run_bandit, summarize
+    from trustfix.bench.demo import run_demo
 
-    cfg = _load(config, set_)
-    if editor:
-        from trustfix.bench.editor_demo import run_editor_demo
-
-        Console().rule("1. a reviewer's editor session (trustfix serve over LSP)")
-        run_editor_demo()
-        Console().rule("2. the learning core on a noisy-feedback bandit")
-    methods = ("ours", "ppo")
-    results = []
-    started = time.perf_counter()
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console,
-    ) as progress:
-        bar = progress.add_task("training", total=len(methods) * seeds * steps)
-        for seed in range(seeds):
-            for method in methods:
-                progress.update(bar, description=f"{method} seed {seed}")
-                bandit = BanditConfig(steps=steps, condition=condition, seed=seed)
-                results.append(run_bandit(
-                    method, bandit, cfg.ppo, cfg.trust_region, cfg.confidence, cfg.ranker,
-                    on_step=lambda _: progress.advance(bar),
-                ))
-    summary = summarize(results)
-    table = Table(title=f"Noisy-feedback bandit, {condition} reviewers, {seeds} seeds x {steps} steps")
-    for column in ("method", "final accuracy", "95% CI", "mean accuracy over training",
-                   "reviewer Spearman", "reviewer MAE"):
-        table.add_column(column)
-    for method, row in summary["methods"].items():
-        table.add_row(
-            method, f"{row['final_accuracy']:.3f}",
-            f"[{row['final_ci'][0]:.3f}, {row['final_ci'][1]:.3f}]",
-            f"{row['mean_accuracy']:.3f}", f"{row['reviewer_spearman']:.2f}",
-            f"{row['reviewer_mae']:.3f}",
-        )
-    Console().print(table)
-    Console().print(
-        f"random policy accuracy: {summary['random_accuracy']:.3f}; "
-        f"wall time {time.perf_counter() - started:.1f} s"
-    )
-    if json_out:
-        json_out.write_text(json.dumps(summary, indent=2))
+    run_demo(_load(config, set_), seeds, steps, condition, editor, json_out, console)
 
 
 @app.command()
@@ -119,6 +77,8 @@ def serve(
                                             help="Serve over TCP instead of stdio.")] = None,
     data_dir: Annotated[Path | None, typer.Option(help="Outbox, reviewer key, checkpoints.")] = None,
     log_level: Annotated[str, typer.Option(help="Logging level (logs go to stderr).")] = "INFO",
+    manual_clock: Annotated[bool, typer.Option(
+        "--manual-clock", help="For tests: offers' time moves only by trustfix/advanceClock.")] = False,
 ) -> None:
     """Run the language server (LSP over stdio by default)."""
     import logging
@@ -126,9 +86,11 @@ def serve(
 
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from trustfix.server.lsp import server
+    from trustfix.server.lsp import server, use_manual_clock
     from trustfix.server.transport import serve_stdio, serve_tcp
 
+    if manual_clock:
+        use_manual_clock(server)
     if data_dir is not None:
         server.configure({"dataDir": str(data_dir)})
     if tcp:

@@ -15,8 +15,15 @@ import type { StatusParams } from '../../vscode-extension/src/protocol';
 import { SuggestionRecorder } from '../../vscode-extension/src/suggestions';
 import { ServerNotRunningError } from '../../vscode-extension/src/supervisor';
 
-function action(id: string, title: string) {
-    return { title: `trustfix: ${title}`, edit: { id }, command: { title, command: 'trustfix.accept', arguments: [id] } };
+/** A trustfix code action as the server sends it: the probability shown in the title and carried in `data`. */
+function action(id: string, title: string, probability: number) {
+    const shown = `${title} (p=${probability.toFixed(2)})`;
+    return {
+        title: `trustfix: ${shown}`,
+        edit: { id },
+        command: { title: shown, command: 'trustfix.accept', arguments: [id] },
+        data: { suggestionId: id, probability },
+    };
 }
 
 interface Harness extends CommandDeps {
@@ -29,8 +36,8 @@ interface Harness extends CommandDeps {
 
 function harness(): Harness {
     const recorder = new SuggestionRecorder();
-    recorder.recordOffered([action('s1', 'Use enumerate (p=0.42)'), action('s2', 'Swap args (p=0.20)')], 'file:///ws/m.py', 1000);
-    recorder.recordOffered([action('s3', 'Negate condition (p=0.10)')], 'file:///ws/m.py', 2000);
+    recorder.recordOffered([action('s1', 'Use enumerate', 0.42), action('s2', 'Swap args', 0.20)], 'file:///ws/m.py', 1000);
+    recorder.recordOffered([action('s3', 'Negate condition', 0.10)], 'file:///ws/m.py', 2000);
     const h: Harness = {
         sent: [],
         restarts: [],
@@ -225,7 +232,7 @@ describe('refineHere', () => {
         let request: unknown[] = [];
         fake.builtinCommands.set('vscode.executeCodeActionProvider', (...args) => {
             request = args;
-            return [{ title: 'Extract method', edit: {} }, action('a', 'Use enumerate (p=0.61)'), action('b', 'Swap args (p=0.22)')];
+            return [{ title: 'Extract method', edit: {} }, action('a', 'Use enumerate', 0.61), action('b', 'Swap args', 0.22)];
         });
         fake.quickPickChoice = byLabel('Swap args');
         await refineHere();

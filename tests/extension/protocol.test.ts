@@ -7,7 +7,8 @@ import {
     ServerCommands,
     commentArguments,
     formatTrustMessage,
-    parseActionTitle,
+    actionProbability,
+    actionTitle,
     parseStatusParams,
     parseTrustReply,
     rateArguments,
@@ -100,13 +101,18 @@ describe('server messages', () => {
         assert.throws(() => parseTrustReply({ ...reply, trust: 'high' }), /unexpected reply to trustfix.trust/);
     });
 
-    it('splits a code action title into title and probability', () => {
-        assert.deepEqual(parseActionTitle('trustfix: Use enumerate (p=0.42)'), { title: 'Use enumerate', probability: 0.42 });
-        assert.deepEqual(parseActionTitle('trustfix: Fix off-by-one in range()'), {
-            title: 'Fix off-by-one in range()',
-            probability: undefined,
-        });
-        assert.deepEqual(parseActionTitle('trustfix: ruff format (p=.07)'), { title: 'ruff format', probability: 0.07 });
+    it('strips the prefix and the shown probability from a code action title', () => {
+        assert.equal(actionTitle('trustfix: Use enumerate (p=0.42)'), 'Use enumerate');
+        assert.equal(actionTitle('trustfix: Fix off-by-one in range()'), 'Fix off-by-one in range()');
+        assert.equal(actionTitle('trustfix: swap - for + ✓ 3/3 tests (p=.07)'), 'swap - for + ✓ 3/3 tests');
+    });
+
+    it("reads the probability from the action's data, not its title", () => {
+        assert.equal(actionProbability({ data: { suggestionId: 's', probability: 0.42 } }), 0.42);
+        assert.equal(actionProbability({ data: { suggestionId: 's' } }), undefined);
+        assert.equal(actionProbability({ data: { probability: '0.4' } }), undefined);
+        assert.equal(actionProbability({ data: null }), undefined);
+        assert.equal(actionProbability({}), undefined);
     });
 });
 

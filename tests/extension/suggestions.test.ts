@@ -8,8 +8,14 @@ import {
     suggestionPickItems,
 } from '../../vscode-extension/src/suggestions';
 
-function action(id: string, title: string) {
-    return { title: `trustfix: ${title}`, kind: 'refactor.rewrite', command: { title, command: 'trustfix.accept', arguments: [id] } };
+function action(id: string, title: string, probability?: number) {
+    const shown = probability === undefined ? title : `${title} (p=${probability.toFixed(2)})`;
+    return {
+        title: `trustfix: ${shown}`,
+        kind: 'refactor.rewrite',
+        command: { title: shown, command: 'trustfix.accept', arguments: [id] },
+        data: { suggestionId: id, probability },
+    };
 }
 
 const relative = (uri: string): string => uri.replace('file:///ws/', '');
@@ -28,7 +34,7 @@ describe('SuggestionRecorder', () => {
     it('records only trustfix actions, most recent first', () => {
         const recorder = new SuggestionRecorder();
         const other = { title: 'Extract method' };
-        assert.equal(recorder.recordOffered([action('a', 'A (p=0.5)'), other, action('b', 'B (p=0.3)')], 'file:///ws/m.py', 1000), 2);
+        assert.equal(recorder.recordOffered([action('a', 'A', 0.5), other, action('b', 'B', 0.3)], 'file:///ws/m.py', 1000), 2);
         assert.equal(recorder.recordOffered([action('c', 'C')], 'file:///ws/n.py', 2000), 1);
         assert.deepEqual(
             recorder.recent().map((s) => s.id),
@@ -46,7 +52,7 @@ describe('SuggestionRecorder', () => {
         recorder.recordOffered([action('a', 'A'), action('b', 'B')], 'u', 1);
         recorder.markAccepted('a');
         recorder.markRated('a', 4);
-        recorder.recordOffered([action('a', 'A (p=0.9)')], 'u', 5);
+        recorder.recordOffered([action('a', 'A', 0.9)], 'u', 5);
         const [first] = recorder.recent();
         assert.equal(first?.id, 'a');
         assert.equal(first.state, 'accepted');
@@ -81,7 +87,7 @@ describe('SuggestionRecorder', () => {
 describe('suggestionPickItems', () => {
     it('lists most recent first and highlights the last accepted one', () => {
         const recorder = new SuggestionRecorder();
-        recorder.recordOffered([action('a', 'Use enumerate (p=0.42)')], 'file:///ws/pkg/m.py', 0);
+        recorder.recordOffered([action('a', 'Use enumerate', 0.42)], 'file:///ws/pkg/m.py', 0);
         recorder.recordOffered([action('b', 'Swap args')], 'file:///ws/n.py', 50_000);
         recorder.recordOffered([action('c', 'Negate')], 'file:///ws/n.py', 60_000);
         recorder.markAccepted('a');
@@ -121,7 +127,7 @@ describe('recordingMiddleware', () => {
     it('records the code actions the server offers and passes them on unchanged', async () => {
         const recorder = new SuggestionRecorder();
         const middleware = recordingMiddleware(recorder, () => 123);
-        const offered = [action('a', 'A (p=0.7)')];
+        const offered = [action('a', 'A', 0.7)];
         const document = { uri: { toString: () => 'file:///ws/m.py' } };
         const provide = middleware.provideCodeActions;
         assert.ok(provide);

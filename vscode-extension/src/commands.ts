@@ -3,9 +3,10 @@ import {
     ClientCommands,
     REFINE_KIND,
     ServerCommands,
+    actionProbability,
+    actionTitle,
     commentArguments,
     formatTrustMessage,
-    parseActionTitle,
     parseTrustReply,
     rateArguments,
     rejectArguments,
@@ -125,8 +126,12 @@ export async function refineHere(): Promise<void> {
     const items: RefinementItem[] = (actions ?? [])
         .filter((action) => suggestionIdOf(action) !== undefined)
         .map((action) => {
-            const { title, probability } = parseActionTitle(action.title);
-            return { label: title, description: probability === undefined ? '' : `p=${probability.toFixed(2)}`, action };
+            const probability = actionProbability(action);
+            return {
+                label: actionTitle(action.title),
+                description: probability === undefined ? '' : `p=${probability.toFixed(2)}`,
+                action,
+            };
         });
     if (items.length === 0) {
         await vscodeapi.showInformationMessage(Messages.noRefinements);

@@ -117,14 +117,20 @@ export function commentArguments(id: string, text: string): [string, string] {
     return [checkSuggestionId(id), trimmed];
 }
 
-/** `trustfix: Use enumerate (p=0.42)` -> { title: 'Use enumerate', probability: 0.42 }. */
-export function parseActionTitle(title: string): { title: string; probability: number | undefined } {
+/** `trustfix: Use enumerate ✓ 3/3 tests (p=0.42)` -> 'Use enumerate ✓ 3/3 tests' (the probability is shown apart). */
+export function actionTitle(title: string): string {
     const body = title.startsWith(TITLE_PREFIX) ? title.slice(TITLE_PREFIX.length).trim() : title.trim();
-    const match = /^(.*?)\s*\(p=(\d*\.?\d+)\)$/.exec(body);
-    if (match?.[1] === undefined || match[2] === undefined) {
-        return { title: body, probability: undefined };
+    return body.replace(/\s*\(p=\d*\.?\d+\)$/, '');
+}
+
+/** The policy's probability of a trustfix code action, from its `data` (`{suggestionId, probability}`). */
+export function actionProbability(action: object): number | undefined {
+    const data: unknown = 'data' in action ? action.data : undefined;
+    if (typeof data !== 'object' || data === null) {
+        return undefined;
     }
-    return { title: match[1], probability: Number(match[2]) };
+    const probability: unknown = (data as Record<string, unknown>).probability;
+    return typeof probability === 'number' && Number.isFinite(probability) ? probability : undefined;
 }
 
 function formatNumber(value: number, digits: number): string {

@@ -3,7 +3,7 @@
  * language client), so Reject / Comment / Rate can offer the recent ones in a quick pick.
  */
 import type { Middleware } from 'vscode-languageclient';
-import { ServerCommands, parseActionTitle } from './protocol';
+import { ServerCommands, actionProbability, actionTitle } from './protocol';
 
 export type SuggestionState = 'offered' | 'accepted' | 'rejected';
 
@@ -27,6 +27,8 @@ interface CommandLike {
 interface CodeActionLike {
     title: string;
     command?: CommandLike;
+    /** `{suggestionId, probability}` on trustfix actions. */
+    data?: unknown;
 }
 
 export const DEFAULT_CAPACITY = 50;
@@ -57,12 +59,11 @@ export class SuggestionRecorder {
                 continue;
             }
             const previous = this.suggestions.get(id);
-            const { title, probability } = parseActionTitle(action.title);
             this.suggestions.delete(id);
             this.suggestions.set(id, {
                 id,
-                title,
-                probability,
+                title: actionTitle(action.title),
+                probability: actionProbability(action),
                 uri,
                 offeredAt: now,
                 state: previous?.state ?? 'offered',
