@@ -22,6 +22,7 @@ from trustfix.server.sandbox import (
     resolve_backend,
     seccomp_filter,
 )
+from trustfix.trainer.config import load_config
 
 TIGHT = SandboxConfig(cpu_seconds=1, memory_mb=256, wall_timeout=1.5, workers=2)
 
@@ -295,6 +296,7 @@ def test_without_bubblewrap_the_sandbox_refuses_unless_weak_is_allowed(monkeypat
         Sandbox(SandboxConfig(bwrap=missing, isolation="bwrap", allow_weak=True, workers=1))
     monkeypatch.setenv(ALLOW_WEAK_ENV, "true")
     assert SandboxConfig().allow_weak
+    load_config()  # the variable is not one of the trainer config's (which has no sandbox section)
     with caplog.at_level("WARNING"), Sandbox(SandboxConfig(bwrap=missing, workers=1)) as sb:
         assert not sb.isolation.strong and not sb.isolation.mounts
         assert sb.run("def f():\n    return 2\n", ["assert f() == 2"]).all_passed

@@ -7,12 +7,14 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
-ALLOW_WEAK_ENV = "TRUSTFIX_SANDBOX__ALLOW_WEAK"
-"""Environment variable giving ``SandboxConfig.allow_weak`` its default (``1``/``true``)."""
+ALLOW_WEAK_ENV = "TRUSTFIX_ALLOW_WEAK_SANDBOX"
+"""Environment variable giving ``SandboxConfig.allow_weak`` its default (``1``/``true``); not of
+the ``TRUSTFIX_<SECTION>__<FIELD>`` form, which the trainer's config loader reads (and which has
+no sandbox section)."""
 
 
 def _env_allows_weak() -> bool:
-    """``allow_weak``'s default: true only when ``TRUSTFIX_SANDBOX__ALLOW_WEAK`` says so."""
+    """``allow_weak``'s default: true only when ``TRUSTFIX_ALLOW_WEAK_SANDBOX`` says so."""
     return os.environ.get(ALLOW_WEAK_ENV, "").strip().lower() in {"1", "true", "yes", "on"}
 
 
@@ -42,7 +44,7 @@ class SandboxConfig:
     runs here, else weak if ``allow_weak``, else refuse)."""
     allow_weak: bool = field(default_factory=_env_allows_weak)
     """Run untrusted code without bubblewrap (logged as a warning at start); default false, or
-    the value of ``TRUSTFIX_SANDBOX__ALLOW_WEAK``.  Without it a sandbox that cannot start
+    the value of ``TRUSTFIX_ALLOW_WEAK_SANDBOX``.  Without it a sandbox that cannot start
     bubblewrap raises ``SandboxUnavailable`` instead of falling back."""
     bwrap: str = "bwrap"
     """The bubblewrap executable (a name looked up on PATH, or a path)."""
