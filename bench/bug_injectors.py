@@ -382,6 +382,13 @@ def _wrap(
             )
 
 
+def _exchanged(p: Program, a: ast.AST, b: ast.AST, what: str, line: int) -> Site:
+    """Nodes ``a`` and ``b`` (``a`` first) exchanged, what lies between kept."""
+    start, end = p.span(a)[0], p.span(b)[1]
+    middle = p.data[p.span(a)[1] : p.span(b)[0]].decode()
+    return start, end, p.text(b) + middle + p.text(a), f"bug: {what} swapped on line {line}", line
+
+
 def _swap_args(
     p: Program, fn: ast.FunctionDef, nodes: list[ast.AST], names: dict[str, int]
 ) -> Iterator[Site]:
@@ -393,15 +400,7 @@ def _swap_args(
                 and not isinstance(a, ast.Starred)
                 and not isinstance(b, ast.Starred)
             ):
-                start, end = p.span(a)[0], p.span(b)[1]
-                middle = p.data[p.span(a)[1] : p.span(b)[0]].decode()
-                yield (
-                    start,
-                    end,
-                    p.text(b) + middle + p.text(a),
-                    f"bug: arguments swapped on line {node.lineno}",
-                    node.lineno,
-                )
+                yield _exchanged(p, a, b, "arguments", node.lineno)
 
 
 def _swap_operands(
@@ -414,15 +413,7 @@ def _swap_operands(
             a, b = node.left, node.right
             if isinstance(a, ast.BinOp) or isinstance(b, ast.BinOp) or p.text(a) == p.text(b):
                 continue
-            start, end = p.span(a)[0], p.span(b)[1]
-            middle = p.data[p.span(a)[1] : p.span(b)[0]].decode()
-            yield (
-                start,
-                end,
-                p.text(b) + middle + p.text(a),
-                f"bug: operands swapped on line {node.lineno}",
-                node.lineno,
-            )
+            yield _exchanged(p, a, b, "operands", node.lineno)
 
 
 def _adjust(
