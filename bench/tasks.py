@@ -32,8 +32,8 @@ from trustfix.server import repairs
 from trustfix.server.repairs import repair_edits
 from trustfix.server.sandbox import Sandbox
 
+from . import bug_injectors, style
 from . import bugs as bug_model
-from . import style
 from .bugs import BUG_MODEL, Bug, BugFamily, draw_order, injectable
 from .oracle import (
     BUILD_SANDBOX,
@@ -113,7 +113,8 @@ class Task:
 
 def _code_version() -> str:
     digest = hashlib.sha256()
-    modules = [Path(__file__), Path(bug_model.__file__), Path(style.__file__)]
+    modules = [Path(__file__), Path(style.__file__)]
+    modules += [Path(bug_model.__file__), Path(bug_injectors.__file__)]
     modules += sorted(Path(repairs.__file__).parent.glob("*.py"))
     for path in modules:
         digest.update(path.read_bytes())
