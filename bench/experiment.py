@@ -50,6 +50,7 @@ from trustfix.trainer.confidence import ROLES, ConfidenceEstimator, FeedbackItem
 from trustfix.trainer.config import ConfidenceConfig, PPOConfig, RankerConfig, TrustRegionConfig
 from trustfix.trainer.encoders import HASHING, Encoder, cosine_similarity, get_encoder, make_encoder
 from trustfix.trainer.events import candidate_text as policy_candidate_text
+from trustfix.trainer.policies import initial_policy
 from trustfix.trainer.policies.base import STOP
 from trustfix.trainer.policies.ranker import RankerPolicy
 from trustfix.trainer.ppo import PPOLearner
@@ -502,7 +503,7 @@ class Runner:
         ppo_cfg = replace(self.ppo, seed=seed, lr=cfg.lr, minibatch_size=cfg.minibatch_size,
                           **(switches if switches is not None else METHODS[method]))  # fmt: skip
         tr_cfg = replace(self.trust_region, total_steps=cfg.steps)
-        policy = RankerPolicy(self.ranker)
+        policy = initial_policy(self.ranker)
         learner = (UATRPOLearner(policy, ppo_cfg, tr_cfg, self.ua) if base == "ua-trpo"
                    else PPOLearner(policy, ppo_cfg, tr_cfg))  # fmt: skip
         estimator = ConfidenceEstimator(self.confidence_cfg, self.encoder, self.encoder, seed=seed)
