@@ -37,6 +37,7 @@ def rank_units(path: Path, line: int | None = None,
             out.append({
                 "unit": unit.qualname, "start_line": unit.start_line, "end_line": unit.end_line,
                 "policy_version": ranking.policy_version, "stop_probability": ranking.stop_prob,
+                "policy": host.start_policy if ranking.policy_version is None else "checkpoint",
                 "candidates": [
                     {"title": ranking.candidates[i].title,
                      "proposer": ranking.candidates[i].proposer,

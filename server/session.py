@@ -36,8 +36,9 @@ class PolicyHost:
     """The ranking policy, owned by one dedicated thread (never pygls' shared pool).
 
     :meth:`start` loads the newest checkpoint of ``checkpoints`` in that thread (torch is imported
-    there, not at server start); without one a fresh ranker with seed 0 is used.  Before each
-    ranking, at most every ``poll_s`` seconds, the folder is checked and a newer version loaded.
+    there, not at server start); without one ``initial_policy`` (the shipped pretrained ranker,
+    or with ``pretrain.start`` = fresh a fresh one with seed 0).  Before each ranking, at most
+    every ``poll_s`` seconds, the folder is checked and a newer version loaded.
     ``on_change(version, fresh)`` is called from the model thread whenever the policy changes.
     """
 
@@ -56,6 +57,10 @@ class PolicyHost:
         the file leaves a function's state and candidates as they were."""
         self._cached_policy: Any = None
         self._polled = 0.0
+        from trustfix.trainer.config import load_config
+
+        self.start_policy = load_config().pretrain.start
+        """What ranks before any checkpoint: ``pretrained`` or ``fresh``."""
 
     def start(self) -> Future[None]:
         """Load the policy in the model thread."""
@@ -70,7 +75,7 @@ class PolicyHost:
 
     def _load(self, version: int | None) -> None:
         import torch
-        from trustfix.trainer.policies import CheckpointError, RankerPolicy, load_checkpoint
+        from trustfix.trainer.policies import CheckpointError, initial_policy, load_checkpoint
 
         torch.set_num_threads(min(2, torch.get_num_threads()))
         if version is not None:
@@ -86,10 +91,10 @@ class PolicyHost:
                 return
         if self.policy is None:
             torch.manual_seed(0)
-            self.policy = RankerPolicy().eval()
+            self.policy = initial_policy(start=self.start_policy).eval()
             self.version = None
             if self.on_change:
-                self.on_change(None, True)
+                self.on_change(None, self.start_policy == "fresh")
 
     def _ensure(self) -> None:
         now = time.monotonic()

@@ -160,12 +160,13 @@ def test_tokenizer_is_stable_across_processes() -> None:
     assert json.loads(out.stdout) == list(ids)
 
 
-def test_ranker_state_keeps_its_end_and_pairs_fit() -> None:
+def test_ranker_state_keeps_its_start_and_pairs_fit() -> None:
     policy = tiny_ranker()
     words = [f"w{i}" for i in range(100)]
     state_ids = policy.state_ids(" ".join(words))
     assert len(state_ids) == 1 + 32
-    assert state_ids[-1] == tokenize("w99", policy.cfg.vocab_size)[0]
+    assert state_ids[1] == tokenize("w0", policy.cfg.vocab_size)[0]
+    assert state_ids[-1] == tokenize("w31", policy.cfg.vocab_size)[0]
     cand = policy.candidate_ids(" ".join(words), len(state_ids))
     assert len(state_ids) + len(cand) == policy.cfg.max_tokens
     assert cand[1] == tokenize("w0", policy.cfg.vocab_size)[0]

@@ -148,18 +148,65 @@ class RankerConfig:
     """Attention heads."""
     n_layers: int = 2
     """Transformer layers."""
-    max_tokens: int = 256
+    max_tokens: int = 298
     """Tokens kept per (state, candidate) pair."""
-    state_tokens: int = 160
-    """Tokens of the state kept per pair (its end: findings and test trace come last); the
-    candidate gets the rest of ``max_tokens``, at most ``candidate_tokens``."""
-    candidate_tokens: int = 48
+    state_tokens: int = 256
+    """Tokens of the state kept per pair (its beginning: the server writes the state within this
+    budget, source first; see ``trustfix.server.state.StateConfig``); the candidate gets the
+    rest of ``max_tokens``, at most ``candidate_tokens``."""
+    candidate_tokens: int = 40
     """Tokens of a candidate kept at most (its start: title, then the changed lines); a batch
     is padded to its longest candidate, so one long diff would otherwise cost every row."""
     rope_base: float = 10_000.0
     """Base of the rotary position embedding's frequencies."""
     dropout: float = 0.0
     """Dropout in the transformer."""
+
+
+@dataclass
+class PretrainConfig:
+    """``trustfix pretrain``: the ranker's supervised prior, learnt from corrupted corpus code
+    (the ``[pretrain]`` section), and where every policy starts."""
+
+    start: str = "pretrained"
+    """Where every new policy starts (server, refine, trainer, bench): ``pretrained`` (the
+    checkpoint shipped in ``trustfix.trainer.policies.pretrained``) or ``fresh`` (random)."""
+    examples: int = 4000
+    """Training examples made from the corpus (one corpus function each)."""
+    heldout_examples: int = 400
+    """Held-out examples, from functions of the held-out share of the corpus."""
+    heldout_share: float = 0.05
+    """Share of the corpus functions (by their key) kept out of training."""
+    repair_share: float = 0.7
+    """Share of examples that corrupt a function with one repair edit (label: the candidate that
+    restores it)."""
+    stop_share: float = 0.15
+    """Share of examples that leave a function clean, without fixable findings (label: STOP);
+    the rest are style examples (a clean function with fixable findings, label: any fix)."""
+    trace_share: float = 0.5
+    """Share of examples whose state carries a test trace (failing after a corruption, passing
+    otherwise), as in an editor with tests."""
+    max_candidates: int = 48
+    """Candidates per example at most (the labels always among them), as the server ranks."""
+    workers: int = 2
+    """Processes reading the corpus and making examples."""
+    train_candidates: int = 16
+    """Candidates an example ranks per training step at most (the right ones and a fresh sample
+    of the others each time: a sampled softmax, cheaper per step); evaluation ranks them all."""
+    epochs: int = 2
+    """Passes over the training examples."""
+    batch_size: int = 16
+    """Examples per optimiser step."""
+    lr: float = 2e-3
+    """Peak AdamW learning rate (linear warm-up, then linear decay to zero)."""
+    warmup_share: float = 0.05
+    """Share of the steps spent warming the learning rate up."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    max_grad_norm: float = 1.0
+    """Global gradient-norm clip."""
+    seed: int = 0
+    """Seed of the corpus sample, the corruptions and the initialisation."""
 
 
 @dataclass
@@ -290,6 +337,7 @@ class TrustfixConfig:
     trust_region: TrustRegionConfig = field(default_factory=TrustRegionConfig)
     ppo: PPOConfig = field(default_factory=PPOConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     generative: GenerativeConfig = field(default_factory=GenerativeConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
     stream: StreamConfig = field(default_factory=StreamConfig)

@@ -36,7 +36,7 @@ from .confidence import (
 from .config import StreamConfig, TrustfixConfig
 from .encoders import cosine_similarity, get_encoder
 from .events import Feedback, Suggestion, candidate_text
-from .policies import RankerPolicy, latest_version, load_checkpoint, save_checkpoint
+from .policies import initial_policy, latest_version, load_checkpoint, save_checkpoint
 from .ppo import PPOLearner, RolloutBuffer
 from .store import TrainerStore
 from .trust_region import human_signal
@@ -132,7 +132,7 @@ class Learner:
         newest = latest_version(checkpoints)
         if newest is None:
             torch.manual_seed(cfg.ppo.seed)
-            policy = RankerPolicy(cfg.ranker)
+            policy = initial_policy(cfg)
             self.version = 0
         else:
             policy, info = load_checkpoint(checkpoints, newest)

@@ -23,6 +23,10 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", help="pyproject.toml whose [tool.trustfix] table is read.")
 ]
 
+PolicyOption = Annotated[str | None, typer.Option(
+    "--policy", help="Where new policies start: pretrained (the shipped checkpoint) or fresh "
+                     "(random); default: the pretrain.start setting (pretrained).")]
+
 
 def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
     """``["ppo.lr=0.001"]`` -> ``{"ppo": {"lr": "0.001"}}``."""
@@ -79,11 +83,13 @@ def serve(
     log_level: Annotated[str, typer.Option(help="Logging level (logs go to stderr).")] = "INFO",
     manual_clock: Annotated[bool, typer.Option(
         "--manual-clock", help="For tests: offers' time moves only by trustfix/advanceClock.")] = False,
+    policy: PolicyOption = None,
 ) -> None:
     """Run the language server (LSP over stdio by default)."""
     import logging
     import sys
 
+    _policy_start(policy)
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from trustfix.server.lsp import server, use_manual_clock
@@ -110,10 +116,12 @@ def refine(
     apply: Annotated[int | None, typer.Option(help="Write the K-th ranked refinement (1-based) "
                                               "of the function at --line into FILE.")] = None,
     top: Annotated[int, typer.Option(help="Refinements shown per function.")] = 3,
+    policy: PolicyOption = None,
 ) -> None:
     """Ranked refinements of FILE's functions in the terminal (the server's code actions)."""
     from trustfix.server.refine import rank_units
 
+    _policy_start(policy)
     if apply is not None and line is None:
         raise typer.BadParameter("--apply needs --line", param_hint="--apply")
     try:
@@ -137,7 +145,7 @@ def refine(
         for unit in ranked:
             version = unit["policy_version"]
             typer.echo(f"{file}:{unit['start_line']} {unit['unit']}  "
-                       f"(policy {'v' + str(version) if version is not None else 'fresh'}, "
+                       f"(policy {'v' + str(version) if version is not None else unit['policy']}, "
                        f"STOP p={unit['stop_probability']:.2f})")
             for rank, c in enumerate(unit["candidates"][:top], 1):
                 typer.echo(f"  {rank}. {c['title']}  p={c['probability']:.2f}  [{c['proposer']}]")
@@ -181,6 +189,7 @@ def train(
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
     log_level: Annotated[str, typer.Option(help="Logging level (logs go to stderr).")] = "INFO",
+    policy: PolicyOption = None,
 ) -> None:
     """Run the trainer daemon: store feedback, keep reviewer confidence, train and publish.
 
@@ -196,6 +205,7 @@ def train(
 
     logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    _policy_start(policy)
     cfg = _load(config, set_)
     stream = cfg.stream
     store_path = store or _trainer_dir() / "store.sqlite"
@@ -366,20 +376,19 @@ def bench(
         help="Held-out tasks evaluated (default: all, about 169).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")] = False,
     encoder: Annotated[str | None, typer.Option(help="Estimator encoder: hashing or embedded.")] = None,
-    policy: Annotated[str | None, typer.Option(
-        help="Starting policy: pretrained (the shipped checkpoint; fresh with a warning when "
-             "absent) or fresh.")] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
     workers: Annotated[int | None, typer.Option(
         help="Processes running runs in parallel (default: the usable CPUs; 1: in this process).")] = None,
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
+    policy: PolicyOption = None,
 ) -> None:
     """The experiment: Table 1, Table 2, Figures 1-2, reviewer estimates, the feedback log."""
     import sys
 
     from trustfix.bench.experiment import bench_config, plan_steps, run_bench
 
+    _policy_start(policy)
     cfg = _load(config, set_)
     chosen = [m.strip() for item in methods or [] for m in item.split(",") if m.strip()]
     try:
@@ -399,6 +408,63 @@ def bench(
     console.print((out / "table2.md").read_text())
     console.print((out / "paired.md").read_text())
     console.print(f"wall time {results['wall_time_s']:.1f} s; outputs in {out}")
+
+
+@app.command()
+def pretrain(
+    out: Annotated[Path | None, typer.Option(
+        help="Checkpoint folder (default: DATA_DIR/pretrained); the shipped one is "
+             "trainer/policies/pretrained.")] = None,
+    config: ConfigOption = Path("pyproject.toml"),
+    set_: SetOption = None,
+) -> None:
+    """Pretrain the ranker on corrupted functions of the standard library and installed packages
+    (settings: the pretrain and ranker sections)."""
+    import sys
+
+    import torch
+    from trustfix.bench.pretrain_data import pretrain_ranker
+    from trustfix.server.privacy import default_data_dir
+
+    cfg = _load(config, set_)
+    torch.set_num_threads(1)
+    out = out or default_data_dir() / "pretrained"
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=console,
+    ) as progress:
+        corpus = progress.add_task("corpus (files read)", total=None, note="")
+        examples = progress.add_task("examples (functions)", total=None, note="")
+        training = progress.add_task("training (steps)", total=None, note="")
+        run = pretrain_ranker(
+            cfg, out, " ".join(["trustfix", *sys.argv[1:]]),
+            on_corpus=lambda: progress.advance(corpus),
+            on_examples=lambda done, total: progress.update(examples, completed=done, total=total),
+            on_step=lambda step, total, loss: progress.update(
+                training, completed=step, total=total, note=f"loss {loss:.3f}"),
+        )
+    held = run.result.heldout
+    console.print(f"corpus: {run.manifest.kept} functions ({run.manifest.files} files); "
+                  f"examples: {run.counts}")
+    console.print(f"held-out top-1 {held.get('top1', float('nan')):.3f} "
+                  f"(uniform {held.get('uniform_top1', float('nan')):.3f}), top-5 "
+                  f"{held.get('top5', float('nan')):.3f} (uniform {held.get('uniform_top5', float('nan')):.3f})")
+    console.print(f"checkpoint {run.checkpoint.path} sha256 {run.checkpoint.sha256[:16]}; "
+                  f"{run.seconds:.0f} s in all, training {run.result.seconds:.0f} s")
+
+
+def _policy_start(policy: str | None) -> None:
+    """``--policy``: where new policies start, for this process and the ones it starts (the
+    ``pretrain.start`` setting through its environment variable)."""
+    import os
+
+    from trustfix.trainer.policies import STARTS
+
+    if policy is None:
+        return
+    if policy not in STARTS:
+        raise typer.BadParameter(f"expected one of {', '.join(STARTS)}", param_hint="--policy")
+    os.environ["TRUSTFIX_PRETRAIN__START"] = policy
 
 
 def main() -> None:

@@ -7,10 +7,14 @@ Version ``v`` in a directory is
 - ``policy-v{v}.assets/``: files the policy needs besides its weights (the generative policy's
   tokenizer), absent when there are none;
 - ``policy-v{v}.json``: kind, config, version, sha256 and size of the weights, sha256 of the
-  assets, creation time.  It is written last (atomically), so a version exists once its JSON does.
+  assets, creation time, the parent (the checkpoint the policy was loaded from or last saved
+  as: ``{"version", "sha256", "folder"}``, None for a random start) and free-form metadata
+  (e.g. how a pretrained checkpoint was made).  It is written last (atomically), so a version
+  exists once its JSON does.
 
 Loading verifies the hashes before any tensor is read, and reads tensors with safetensors only
-(never pickle).
+(never pickle).  A loaded or saved policy remembers where it came from (``policy.origin``), so
+every checkpoint records its parent without its caller's help.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safetensors.torch import load_model, save_model
 
@@ -76,10 +81,19 @@ def _paths(directory: Path, version: int) -> tuple[Path, Path, Path]:
     return stem.with_suffix(".safetensors"), stem.with_suffix(".json"), stem.with_suffix(".assets")
 
 
+def origin_of(policy: Policy) -> dict[str, Any] | None:
+    """The checkpoint ``policy`` was loaded from or last saved as (None: a random start)."""
+    return getattr(policy, "origin", None)
+
+
 def save_checkpoint(
-    policy: Policy, directory: str | os.PathLike[str], version: int
+    policy: Policy,
+    directory: str | os.PathLike[str],
+    version: int,
+    metadata: dict[str, Any] | None = None,
 ) -> CheckpointInfo:
-    """Write version ``version`` of ``policy`` into ``directory`` (created if needed)."""
+    """Write version ``version`` of ``policy`` into ``directory`` (created if needed), recording
+    its parent (:func:`origin_of`) and ``metadata``; the policy's origin becomes this version."""
     if policy.kind not in POLICY_KINDS:
         raise CheckpointError(f"unknown policy kind {policy.kind!r}")
     directory = Path(directory)
@@ -104,10 +118,13 @@ def save_checkpoint(
         "assets": assets.name if assets_sha else None,
         "assets_sha256": assets_sha,
         "created": time.time(),
+        "parent": origin_of(policy),
+        "metadata": metadata or {},
     }
     tmp_meta = meta.with_suffix(".json.tmp")
     tmp_meta.write_text(json.dumps(record, indent=2, sort_keys=True))
     os.replace(tmp_meta, meta)
+    policy.origin = {"version": version, "sha256": info.sha256, "folder": directory.name}
     return info
 
 
@@ -164,4 +181,14 @@ def load_checkpoint(
     )
     load_model(policy, str(weights), strict=True)
     policy.eval()
+    policy.origin = {"version": version, "sha256": sha, "folder": directory.name}
     return policy, CheckpointInfo(version, weights, sha, weights.stat().st_size)
+
+
+def read_record(path_or_dir: str | os.PathLike[str], version: int | None = None) -> dict[str, Any]:
+    """The JSON record of a version (default: the latest), without loading or checking weights."""
+    directory, version = _locate(Path(path_or_dir), version)
+    meta = _paths(directory, version)[1]
+    if not meta.is_file():
+        raise CheckpointError(f"checkpoint v{version} in {directory} is incomplete")
+    return json.loads(meta.read_text())

@@ -13,18 +13,17 @@ own tokens only.  Read-outs:
 
 pi = softmax over ``[STOP, candidates]``, ``-inf`` on padding.
 
-Tokens come from a deterministic regex split (words, single punctuation marks, newlines) hashed
-into ``vocab_size`` buckets with CRC-32 (stable across processes, unlike Python's salted
-``hash``).  The state keeps its *end* (findings and the last test run's trace come last) within
-``state_tokens``; the candidate keeps its beginning, at most ``candidate_tokens`` within the rest
-of ``max_tokens``.
+Tokens come from a deterministic regex split (words, single punctuation marks, newlines:
+:mod:`trustfix.trainer.tokens`) hashed into ``vocab_size`` buckets with CRC-32 (stable across
+processes, unlike Python's salted ``hash``).  The state keeps its *beginning* within
+``state_tokens`` (the server writes it within that budget, source first); the candidate keeps
+its beginning, at most ``candidate_tokens`` within the rest of ``max_tokens``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import zlib
 from collections.abc import Sequence
 from functools import lru_cache
@@ -36,21 +35,19 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import RankerConfig
+from ..tokens import split_tokens
 from .base import Policy, PolicyOutput
 
 PAD, CLS, SEP = 0, 1, 2
 N_SPECIAL = 4
 """Ids below this are reserved (PAD, CLS, SEP and one spare); hashed tokens start here."""
 
-_TOKEN = re.compile(r"\w+|[^\w\s]|\n")
-
-
 @lru_cache(maxsize=65_536)
 def tokenize(text: str, vocab_size: int) -> tuple[int, ...]:
     """Word / punctuation / newline tokens of ``text`` as stable hashed ids in [4, vocab_size)."""
     buckets = vocab_size - N_SPECIAL
     return tuple(
-        N_SPECIAL + zlib.crc32(tok.encode("utf-8")) % buckets for tok in _TOKEN.findall(text)
+        N_SPECIAL + zlib.crc32(tok.encode("utf-8")) % buckets for tok in split_tokens(text)
     )
 
 
@@ -187,8 +184,8 @@ class RankerPolicy(Policy):
         return cls(RankerConfig(**config))
 
     def state_ids(self, state: str) -> list[int]:
-        """``[CLS]`` and the last ``state_tokens`` token ids of ``state``."""
-        kept = tokenize(state, self.cfg.vocab_size)[-self.cfg.state_tokens :]
+        """``[CLS]`` and the first ``state_tokens`` token ids of ``state``."""
+        kept = tokenize(state, self.cfg.vocab_size)[: self.cfg.state_tokens]
         return [CLS, *kept] if self.cfg.state_tokens else [CLS]
 
     def candidate_ids(self, candidate: str, n_state: int) -> list[int]:
