@@ -51,11 +51,14 @@ def follow_rates(followed: Sequence[bool], right: Sequence[bool]) -> tuple[float
 
 
 def reviewer_quality(estimated: Sequence[float], truth: Sequence[float]) -> tuple[float, float]:
-    """(Spearman rank correlation, mean absolute error) of estimated against true reliability."""
+    """(Spearman rank correlation, mean absolute error) of estimated against true reliability;
+    the correlation is nan when either side is constant (e.g. no reviewer has evidence yet)."""
     if len(truth) < 2:
         return float("nan"), float("nan")
-    rho = float(spearmanr(estimated, truth).statistic)
-    return rho, float(np.mean(np.abs(np.subtract(estimated, truth))))
+    mae = float(np.mean(np.abs(np.subtract(estimated, truth))))
+    if np.ptp(estimated) == 0 or np.ptp(truth) == 0:
+        return float("nan"), mae
+    return float(spearmanr(estimated, truth).statistic), mae
 
 
 def preference_agreement(decisions: Sequence[bool]) -> float:

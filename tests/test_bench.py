@@ -136,6 +136,8 @@ def test_metrics_by_hand() -> None:
     rho, mae = reviewer_quality([0.2, 0.5, 0.9], [0.1, 0.6, 0.8])
     assert rho == pytest.approx(1.0)
     assert mae == pytest.approx(0.1)
+    rho, mae = reviewer_quality([0.5, 0.5], [0.2, 0.9])
+    assert math.isnan(rho) and mae == pytest.approx(0.35)
 
 
 def test_true_fix_gets_the_all_pass_bonus_and_style_follows_the_team() -> None:

@@ -370,8 +370,8 @@ def bench(
     methods: Annotated[list[str] | None, typer.Option(
         help="Methods (repeatable or comma-separated): ours, ppo, hp-ppo, ua-trpo.")] = None,
     ablations: Annotated[bool, typer.Option("--ablations", help="Also run Table 2's ablations.")] = False,
-    seeds: Annotated[int | None, typer.Option(help="Seeds per method and condition (default 5).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps per run.")] = None,
+    seeds: Annotated[int | None, typer.Option(help="Seeds per method and condition (default 8).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps per run (default 2048).")] = None,
     test_tasks: Annotated[int | None, typer.Option(
         help="Held-out tasks evaluated (default: all, about 169).")] = None,
     quick: Annotated[bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")] = False,
