@@ -70,7 +70,10 @@ def analyse_bounded(
         log.info("%s in %s not analysed: %s", unit.qualname, filename, reason)
         return NOTHING
     try:
-        return analyse(source, unit, filename, semgrep, settings.max_candidates)
+        return analyse(
+            source, unit, filename, semgrep, settings.max_candidates,
+            budget=settings.candidate_budget,
+        )
     except RecursionError:
         log.warning(
             "%s in %s not analysed: too deeply nested for the operators", unit.qualname, filename

@@ -28,7 +28,8 @@ def rank_units(path: Path, line: int | None = None,
     try:
         out = []
         for unit in chosen:
-            analysed = analyse(source, unit, path.name, None, settings.max_candidates)
+            analysed = analyse(source, unit, path.name, None, settings.max_candidates,
+                               budget=settings.candidate_budget)
             ranked = None
             if analysed[1]:
                 texts = [candidate_text(c) for c in analysed[1]]

@@ -19,6 +19,7 @@ from trustfix.trainer.events import candidate_text as policy_candidate_text
 
 from .findings import AnalysisConfig, Finding, SemgrepCache, ruff_findings
 from .proposers import Candidate, common_lines, propose
+from .repairs import DEFAULT_BUDGET, CandidateBudget
 from .state import state_text
 from .units import Unit, units
 
@@ -165,16 +166,16 @@ class Ranking:
 
 def analyse(
     source: str, unit: Unit, filename: str, semgrep: SemgrepCache | None, max_candidates: int,
-    config: AnalysisConfig | None = None,
+    config: AnalysisConfig | None = None, budget: CandidateBudget = DEFAULT_BUDGET,
 ) -> tuple[tuple[Finding, ...], tuple[Candidate, ...], str]:
-    """Findings (ruff now, semgrep when already cached), candidates and the policy's state text
-    for ``unit`` of ``source``."""
+    """Findings (ruff now, semgrep when already cached), candidates (``max_candidates`` shared out
+    by ``budget``) and the policy's state text for ``unit`` of ``source``."""
     config = config or AnalysisConfig()
     findings = ruff_findings(source, filename, config)
     if semgrep is not None:
         findings += semgrep.get(source) or []
     candidates = propose(source, unit, findings=findings, semgrep=semgrep, cap=max_candidates,
-                         filename=filename, config=config)
+                         filename=filename, config=config, budget=budget)
     return tuple(findings), tuple(candidates), state_text(unit, findings)
 
 
