@@ -154,11 +154,11 @@ def draft(fn: Function, findings: list[Finding], cfg: PretrainConfig) -> Draft |
     fixable = any(f.fix is not None for f in findings)
     if draw < cfg.repair_share:
         edits = operator_edits(fn.source, unit.start_byte, unit.end_byte)
-        families = sorted({e.operator for e in edits})
+        families = sorted({e.family for e in edits})
         if not families:
             return None
         family = rng.choice(families)
-        edit = rng.choice([e for e in edits if e.operator == family])
+        edit = rng.choice([e for e in edits if e.family == family])
         trace = synthetic_trace(rng, failing=True) if traced else None
         return Draft(fn.key, "repair", family, edit.source, fn.source, trace)
     kind = "stop" if draw < cfg.repair_share + cfg.stop_share else "style"
