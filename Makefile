@@ -28,6 +28,8 @@ e2e-setup:
 	sh tests/e2e/install.sh || echo "e2e set-up failed; tests/e2e/test_vscode.py retries it"
 
 test: $(STAMP)
+	$(PY) -m ruff format --check .
+	$(PY) -m ruff check .
 	$(PY) -m pytest
 
 demo: $(STAMP)

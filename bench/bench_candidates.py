@@ -57,8 +57,12 @@ def main(
             clear_caches()
             ruff_alone.append(_timed_ms(lambda s=source, u=unit: ruff_candidates(s, u))[0])
             kept.update(c.family if c.proposer == "operator" else c.proposer for c in candidates)
-            edits = Counter(e.family for e in repair_edits(source, unit.start_byte, unit.end_byte,
-                                                           cap=1_000_000, check=False))  # fmt: skip
+            edits = Counter(
+                e.family
+                for e in repair_edits(
+                    source, unit.start_byte, unit.end_byte, cap=1_000_000, check=False
+                )
+            )
             for family in FAMILIES:
                 per_family[family].append(edits[family])
     typer.echo(f"functions: {len(problems)} x {repeats} passes (semgrep excluded), cap {cap}")
@@ -69,8 +73,10 @@ def main(
     typer.echo(f"{'family':<16}{'edits/unit median':>18}{'p90':>8}{'share of kept':>15}")
     for family in FAMILIES:
         values = per_family[family]
-        typer.echo(f"{family:<16}{statistics.median(values):>18.0f}{_p90(values):>8.0f}"
-                   f"{kept[family] / total:>15.1%}")  # fmt: skip
+        typer.echo(
+            f"{family:<16}{statistics.median(values):>18.0f}{_p90(values):>8.0f}"
+            f"{kept[family] / total:>15.1%}"
+        )
     for proposer in ("ruff", "ruff-format"):
         typer.echo(f"{proposer:<16}{'':>18}{'':>8}{kept[proposer] / total:>15.1%}")
 

@@ -39,8 +39,13 @@ def buffer_of(learner: PPOLearner, indices: range) -> RolloutBuffer:
     return learner.transitions_from(
         [s.state or "" for s in suggestions],
         [[candidate_text(c.title, c.diff) for c in s.candidates] for s in suggestions],
-        [s.chosen for s in suggestions], [-1.1] * len(indices), [0.0] * len(indices),
-        [float(i % 2) for i in indices], [True] * len(indices), [0.5 + 0.5 * (i % 2) for i in indices])
+        [s.chosen for s in suggestions],
+        [-1.1] * len(indices),
+        [0.0] * len(indices),
+        [float(i % 2) for i in indices],
+        [True] * len(indices),
+        [0.5 + 0.5 * (i % 2) for i in indices],
+    )
 
 
 def single(samples: int, repeats: int) -> list[float]:
@@ -89,10 +94,27 @@ def distributed(samples: int, repeats: int, workers: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "times.json"
         subprocess.run(
-            [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(workers),
-             "--master-port", str(port), "-m", "trustfix.bench.bench_distributed", "--worker",
-             "--samples", str(samples), "--repeats", str(repeats), "--out", str(out)],
-            check=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc-per-node",
+                str(workers),
+                "--master-port",
+                str(port),
+                "-m",
+                "trustfix.bench.bench_distributed",
+                "--worker",
+                "--samples",
+                str(samples),
+                "--repeats",
+                str(repeats),
+                "--out",
+                str(out),
+            ],
+            check=True,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )
         return json.loads(out.read_text())
 
 
@@ -110,10 +132,14 @@ def main() -> None:
     one = single(args.samples, args.repeats)
     many = distributed(args.samples, args.repeats, args.workers)
     m1, mn = statistics.median(one), statistics.median(many)
-    print(f"one PPO update, ranker, {args.samples} samples, CPU, 1 thread per process "
-          f"(median of {args.repeats}):")
+    print(
+        f"one PPO update, ranker, {args.samples} samples, CPU, 1 thread per process "
+        f"(median of {args.repeats}):"
+    )
     print(f"  1 process:            {m1:.2f} s  (runs {', '.join(f'{t:.2f}' for t in one)})")
-    print(f"  {args.workers} DDP workers (gloo): {mn:.2f} s  (runs {', '.join(f'{t:.2f}' for t in many)})")
+    print(
+        f"  {args.workers} DDP workers (gloo): {mn:.2f} s  (runs {', '.join(f'{t:.2f}' for t in many)})"
+    )
     print(f"  speed-up: {m1 / mn:.2f}x  (cores here: {len(os.sched_getaffinity(0))})")
 
 

@@ -42,10 +42,13 @@ from trustfix.server.sandbox import CHILD_SCRIPT, Sandbox, SandboxConfig
 def humaneval_jobs() -> list[tuple[str, str, str]]:
     """(program, tests, entry point) of the 164 canonical solutions."""
     return [
-        (p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n",
-         p["entry_point"])
+        (
+            p["prompt"] + p["canonical_solution"],
+            p["test"] + f"\ncheck({p['entry_point']})\n",
+            p["entry_point"],
+        )
         for p in read_problems().values()
-    ]  # fmt: skip
+    ]
 
 
 def sandbox_throughput(jobs: list[tuple[str, str, str]], cfg: SandboxConfig) -> tuple[float, bool]:
@@ -65,8 +68,7 @@ def naive_throughput(jobs: list[tuple[str, str, str]], cfg: SandboxConfig) -> fl
 
     def one(job: tuple[str, str, str]) -> None:
         program, tests, entry = job
-        payload = {"program": program, "tests": tests, "entry_point": entry,
-                   "limits": cfg.limits()}  # fmt: skip
+        payload = {"program": program, "tests": tests, "entry_point": entry, "limits": cfg.limits()}
         with tempfile.TemporaryDirectory() as tmp:
             subprocess.run(
                 [sys.executable, "-I", script, "--once", tmp],
@@ -104,15 +106,21 @@ def main(argv: list[str] | None = None) -> None:
         ok = ok and passed
         weak_rates.append(sandbox_throughput(jobs, weak)[0])
     pooled, pooled_weak = statistics.median(rates), statistics.median(weak_rates)
-    print(f"sandbox throughput: {pooled:.1f} programs/s (median of {args.runs}: "
-          f"{', '.join(f'{r:.1f}' for r in rates)}; {cfg.workers} workers, cache cold; "
-          f"all 164 canonical solutions pass: {ok})")  # fmt: skip
-    print(f"weak isolation (namespaces + audit hook, no bubblewrap), same run: "
-          f"{pooled_weak:.1f} programs/s (runs {', '.join(f'{r:.1f}' for r in weak_rates)}); "
-          f"isolated/weak = {pooled / pooled_weak:.2f}")  # fmt: skip
+    print(
+        f"sandbox throughput: {pooled:.1f} programs/s (median of {args.runs}: "
+        f"{', '.join(f'{r:.1f}' for r in rates)}; {cfg.workers} workers, cache cold; "
+        f"all 164 canonical solutions pass: {ok})"
+    )
+    print(
+        f"weak isolation (namespaces + audit hook, no bubblewrap), same run: "
+        f"{pooled_weak:.1f} programs/s (runs {', '.join(f'{r:.1f}' for r in weak_rates)}); "
+        f"isolated/weak = {pooled / pooled_weak:.2f}"
+    )
     naive = naive_throughput(jobs, weak)
-    print(f"naive one-interpreter-per-program: {naive:.1f} programs/s; "
-          f"pre-forked pool is {pooled / naive:.1f}x faster")  # fmt: skip
+    print(
+        f"naive one-interpreter-per-program: {naive:.1f} programs/s; "
+        f"pre-forked pool is {pooled / naive:.1f}x faster"
+    )
     if args.sandbox_only:
         return
 
@@ -124,8 +132,10 @@ def main(argv: list[str] | None = None) -> None:
         start = time.perf_counter()
         make_tasks(args.seed, cache_dir=Path(cache), sandbox=sb)
         cached = time.perf_counter() - start
-        print(f"task build: {len(tasks)} tasks from 164 problems in {build:.1f} s cold, "
-              f"{cached * 1000:.0f} ms from the JSON cache")  # fmt: skip
+        print(
+            f"task build: {len(tasks)} tasks from 164 problems in {build:.1f} s cold, "
+            f"{cached * 1000:.0f} ms from the JSON cache"
+        )
 
         exact = sum(fix_in_first_step(t) for t in tasks)
         one_step = sum(fix_in_first_step(t, sandbox=sb) for t in tasks)
@@ -135,21 +145,29 @@ def main(argv: list[str] | None = None) -> None:
             start = time.perf_counter()
             sizes.append(len(propose(t.buggy)))
             latencies.append(time.perf_counter() - start)
-        print(f"proposer coverage (true fix among first-step operator edits): {exact}/{len(tasks)} "
-              f"tasks = {exact / len(tasks):.1%} ({exact / 164:.1%} of the 164 problems)")  # fmt: skip
-        print(f"some first-step candidate passes all tests: {one_step}/{len(tasks)} "
-              f"= {one_step / len(tasks):.1%}")  # fmt: skip
-        print(f"candidates per task: median {statistics.median(sizes):.0f}, max {max(sizes)}; "
-              f"operator-edit latency per function: median "
-              f"{statistics.median(latencies) * 1000:.1f} ms")  # fmt: skip
+        print(
+            f"proposer coverage (true fix among first-step operator edits): {exact}/{len(tasks)} "
+            f"tasks = {exact / len(tasks):.1%} ({exact / 164:.1%} of the 164 problems)"
+        )
+        print(
+            f"some first-step candidate passes all tests: {one_step}/{len(tasks)} "
+            f"= {one_step / len(tasks):.1%}"
+        )
+        print(
+            f"candidates per task: median {statistics.median(sizes):.0f}, max {max(sizes)}; "
+            f"operator-edit latency per function: median "
+            f"{statistics.median(latencies) * 1000:.1f} ms"
+        )
 
         subset = tasks[: args.oracle_tasks]
         start = time.perf_counter()
         found = [oracle(t, sandbox=sb, horizon=3) for t in subset]
         elapsed = time.perf_counter() - start
         solved = sum(o.solved for o in found)
-        print(f"oracle CCS at H=3 on {len(subset)} tasks: {solved / len(subset):.1%} "
-              f"({sum(o.evaluated for o in found)} programs run in {elapsed:.1f} s)")  # fmt: skip
+        print(
+            f"oracle CCS at H=3 on {len(subset)} tasks: {solved / len(subset):.1%} "
+            f"({sum(o.evaluated for o in found)} programs run in {elapsed:.1f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -99,50 +99,85 @@ class RawClient:
         self._send({"method": method, "params": params})
 
 
-async def measure(command: list[str], source: str, root: Path, positions: list[tuple[int, int]],
-                  rounds: int, options: dict[str, Any] | None = None,
-                  wait_diagnostics: int = 0, churn: int = 0) -> dict[str, Any]:
+async def measure(
+    command: list[str],
+    source: str,
+    root: Path,
+    positions: list[tuple[int, int]],
+    rounds: int,
+    options: dict[str, Any] | None = None,
+    wait_diagnostics: int = 0,
+    churn: int = 0,
+) -> dict[str, Any]:
     """Start one server, open ``source`` and time code actions at ``positions``."""
     started = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
-        *command, cwd=str(root), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL)
+        *command,
+        cwd=str(root),
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
     client = RawClient(proc)
-    await client.request("initialize", {"processId": None, "rootUri": root.as_uri(),
-                                        "capabilities": {}, "initializationOptions": options})
+    await client.request(
+        "initialize",
+        {
+            "processId": None,
+            "rootUri": root.as_uri(),
+            "capabilities": {},
+            "initializationOptions": options,
+        },
+    )
     init_s = time.perf_counter() - started
     client.notify("initialized", {})
     uri = (root / "humaneval.py").as_uri()
-    client.notify("textDocument/didOpen", {"textDocument": {
-        "uri": uri, "languageId": "python", "version": 1, "text": source}})
+    client.notify(
+        "textDocument/didOpen",
+        {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": source}},
+    )
 
     async def request(line: int, col: int) -> tuple[float, int]:
         pos = {"line": line, "character": col}
         t0 = time.perf_counter()
-        result = await client.request("textDocument/codeAction", {
-            "textDocument": {"uri": uri}, "range": {"start": pos, "end": pos},
-            "context": {"diagnostics": []}})
+        result = await client.request(
+            "textDocument/codeAction",
+            {
+                "textDocument": {"uri": uri},
+                "range": {"start": pos, "end": pos},
+                "context": {"diagnostics": []},
+            },
+        )
         return time.perf_counter() - t0, len(result or [])
 
     _, first_count = await request(*positions[0])
     first_s = time.perf_counter() - started
     deadline = time.perf_counter() + 60
-    while (client.notifications.count("textDocument/publishDiagnostics") < wait_diagnostics
-           and time.perf_counter() < deadline):
+    while (
+        client.notifications.count("textDocument/publishDiagnostics") < wait_diagnostics
+        and time.perf_counter() < deadline
+    ):
         await asyncio.sleep(0.05)
     first_pass = [await request(line, col) for line, col in positions[1:]]
     repeats = [await request(line, col) for _ in range(rounds) for line, col in positions]
     edited = []
     for version, (line, col) in enumerate(positions, 2):
-        client.notify("textDocument/didChange", {
-            "textDocument": {"uri": uri, "version": version},
-            "contentChanges": [{"text": source + f"\n# edit {version}\n"}]})
+        client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"text": source + f"\n# edit {version}\n"}],
+            },
+        )
         edited.append(await request(line, col))
     memory = rss_mb(proc.pid)
     for version in range(len(positions) + 2, len(positions) + 2 + churn):
-        client.notify("textDocument/didChange", {
-            "textDocument": {"uri": uri, "version": version},
-            "contentChanges": [{"text": source + f"\n# edit {version}\n"}]})
+        client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": uri, "version": version},
+                "contentChanges": [{"text": source + f"\n# edit {version}\n"}],
+            },
+        )
         await request(*positions[version % len(positions)])
     churned = rss_mb(proc.pid)
     await client.request("shutdown", None)
@@ -152,14 +187,20 @@ async def measure(command: list[str], source: str, root: Path, positions: list[t
     firsts = [t * 1000 for t, _ in first_pass]
     warm = [t * 1000 for t, _ in repeats]
     return {
-        "initialize_s": init_s, "first_actions_s": first_s, "first_actions": first_count,
+        "initialize_s": init_s,
+        "first_actions_s": first_s,
+        "first_actions": first_count,
         "first_pass_p50_ms": statistics.median(firsts),
         "first_pass_p95_ms": percentile(firsts, 0.95),
-        "warm_p50_ms": statistics.median(warm), "warm_p95_ms": percentile(warm, 0.95),
+        "warm_p50_ms": statistics.median(warm),
+        "warm_p95_ms": percentile(warm, 0.95),
         "after_edit_p50_ms": statistics.median(t * 1000 for t, _ in edited),
         "after_edit_p95_ms": percentile([t * 1000 for t, _ in edited], 0.95),
-        "actions_per_request": statistics.mean(n for _, n in repeats), "rss_mb": memory,
-        "requests": len(firsts) + len(warm), "churn_requests": churn, "rss_after_churn_mb": churned,
+        "actions_per_request": statistics.mean(n for _, n in repeats),
+        "rss_mb": memory,
+        "requests": len(firsts) + len(warm),
+        "churn_requests": churn,
+        "rss_after_churn_mb": churned,
     }
 
 
@@ -172,11 +213,19 @@ async def run(rounds: int, churn: int = 0) -> dict[str, Any]:
         (root / "humaneval.py").write_text(source)
         trustfix = await measure(
             [str(Path(sys.executable).parent / "trustfix"), "serve", "--log-level", "WARNING"],
-            source, root, positions, rounds, {"dataDir": str(root / "data")},
-            wait_diagnostics=2, churn=churn)
+            source,
+            root,
+            positions,
+            rounds,
+            {"dataDir": str(root / "data")},
+            wait_diagnostics=2,
+            churn=churn,
+        )
         ruff = await measure([tool_path("ruff"), "server"], source, root, positions, rounds)
     return {
-        "file_lines": source.count("\n"), "functions": len(positions), "trustfix": trustfix,
+        "file_lines": source.count("\n"),
+        "functions": len(positions),
+        "trustfix": trustfix,
         "ruff": ruff,
         "warm_p50_ratio": trustfix["warm_p50_ms"] / ruff["warm_p50_ms"],
         "after_edit_p50_ratio": trustfix["after_edit_p50_ms"] / ruff["after_edit_p50_ms"],
@@ -195,8 +244,12 @@ def main(argv: list[str] | None = None) -> None:
     """Print the figures (and write them as JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5, help="Repeated passes over all functions.")
-    parser.add_argument("--churn", type=int, default=0,
-                        help="Code-action requests on changing text before memory is measured again.")
+    parser.add_argument(
+        "--churn",
+        type=int,
+        default=0,
+        help="Code-action requests on changing text before memory is measured again.",
+    )
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args(argv)
     report(asyncio.run(run(args.rounds, args.churn)), args.json)

@@ -57,7 +57,10 @@ def true_fix_rank(policy: Policy, state: str, texts: list[str], fix: int | None)
 
 
 def first_step_ranks(
-    policy: Policy, tasks: Sequence[Task], with_trace: bool = True, runner: Runner | None = None,
+    policy: Policy,
+    tasks: Sequence[Task],
+    with_trace: bool = True,
+    runner: Runner | None = None,
     max_candidates: int = 32,
 ) -> list[int | None]:
     """Rank of the true fix on each task's first step: with the benchmark's states (test trace,
@@ -71,8 +74,9 @@ def first_step_ranks(
         else:
             unit = _unit(task, task.buggy)
             findings = ruff_findings(task.buggy)
-            cands = propose(task.buggy, unit, findings=findings, proposers=PROPOSERS,
-                            cap=max_candidates)  # fmt: skip
+            cands = propose(
+                task.buggy, unit, findings=findings, proposers=PROPOSERS, cap=max_candidates
+            )
             state = state_text(unit, findings)
             texts = [candidate_text(c) for c in cands]
         fix = next((i + 1 for i, c in enumerate(cands) if c.source == task.fixed), None)
@@ -142,12 +146,16 @@ def main() -> None:
     torch.set_num_threads(1)
     record = read_record(PRETRAINED)
     meta = record["metadata"]
-    print(f"shipped checkpoint: sha256 {record['sha256'][:16]}, {record['size'] / 1e6:.1f} MB, "
-          f"made by `{meta['command']}` in {meta['total_seconds'] / 60:.1f} min")
+    print(
+        f"shipped checkpoint: sha256 {record['sha256'][:16]}, {record['size'] / 1e6:.1f} MB, "
+        f"made by `{meta['command']}` in {meta['total_seconds'] / 60:.1f} min"
+    )
     held = meta["heldout"]
-    print(f"held-out corpus examples ({meta['examples']['heldout']}): top-1 {held['top1']:.3f} "
-          f"(uniform {held['uniform_top1']:.3f}), top-5 {held['top5']:.3f} "
-          f"(uniform {held['uniform_top5']:.3f})")
+    print(
+        f"held-out corpus examples ({meta['examples']['heldout']}): top-1 {held['top1']:.3f} "
+        f"(uniform {held['uniform_top1']:.3f}), top-5 {held['top5']:.3f} "
+        f"(uniform {held['uniform_top5']:.3f})"
+    )
     pretrained = initial_policy(start="pretrained")
     torch.manual_seed(0)
     fresh = initial_policy(start="fresh")
@@ -158,32 +166,43 @@ def main() -> None:
         rows: dict[str, dict[str, float]] = {}
         for name, policy in (("pretrained", pretrained), ("fresh", fresh)):
             ranks = first_step_ranks(policy, tasks, runner=runner)
-            rows[name] = {"ccs": episode_ccs(runner, tasks, policy_chooser(policy)),
-                          **rank_summary(ranks)}  # fmt: skip
+            rows[name] = {
+                "ccs": episode_ccs(runner, tasks, policy_chooser(policy)),
+                **rank_summary(ranks),
+            }
         for name, ops in (("random", False), ("uniform operator", True)):
-            runs = [episode_ccs(runner, tasks, random_chooser(random.Random(s), ops))
-                    for s in range(args.seeds)]  # fmt: skip
+            runs = [
+                episode_ccs(runner, tasks, random_chooser(random.Random(s), ops))
+                for s in range(args.seeds)
+            ]
             rows[name] = {"ccs": statistics.mean(runs)}
         if not args.no_oracle:
+
             def propose_fn(task: Task) -> Callable[[str], list[str]]:
                 return lambda source: [c.source for c in runner.env.candidates(task, source)]
 
             best = [oracle(t, propose_fn(t), runner.sandbox, runner.cfg.horizon) for t in tasks]
             rows["oracle"] = {"ccs": ccs([o.solved for o in best])}
-        print(f"\nheld-out HumanEval tasks: {len(tasks)}, greedy, H={runner.cfg.horizon}, "
-              f"candidates capped at {runner.cfg.max_candidates}")
+        print(
+            f"\nheld-out HumanEval tasks: {len(tasks)}, greedy, H={runner.cfg.horizon}, "
+            f"candidates capped at {runner.cfg.max_candidates}"
+        )
         print("| policy | CCS % | true fix first | in top 3 | in top 5 |")
         print("|---|---|---|---|---|")
         for name, row in rows.items():
             tops = [f"{100 * row[k]:.1f} %" if k in row else "" for k in ("top1", "top3", "top5")]
             print(f"| {name} | {row['ccs']:.1f} | {' | '.join(tops)} |")
-        print(f"(true fix among the candidates at all: {100 * rows['pretrained']['fix_available']:.1f} %)")
+        print(
+            f"(true fix among the candidates at all: {100 * rows['pretrained']['fix_available']:.1f} %)"
+        )
         figures["humaneval"] = rows
     finally:
         runner.close()
     median, p95 = latency(pretrained, 48, args.latency_runs)
-    print(f"\nranking latency, 1 state x 48 candidates, {torch.get_num_threads()} thread: "
-          f"median {median:.1f} ms, p95 {p95:.1f} ms")
+    print(
+        f"\nranking latency, 1 state x 48 candidates, {torch.get_num_threads()} thread: "
+        f"median {median:.1f} ms, p95 {p95:.1f} ms"
+    )
     figures["latency_ms"] = {"median": median, "p95": p95}
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

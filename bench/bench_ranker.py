@@ -51,8 +51,9 @@ SWAPS = [
 def make_state(rng: random.Random) -> str:
     """The server's state of the function, with a failing-test trace, lightly varied."""
     unit = units(FUNCTION)[0]
-    trace = TestTrace(rng.randrange(5), 2, (("test_basic", "IndexError", 7),
-                                            ("test_window_one", "IndexError", 7)))  # fmt: skip
+    trace = TestTrace(
+        rng.randrange(5), 2, (("test_basic", "IndexError", 7), ("test_window_one", "IndexError", 7))
+    )
     return state_text(unit, [], trace)
 
 
@@ -61,9 +62,11 @@ def make_candidate(rng: random.Random) -> str:
     edited = FUNCTION
     for old, new in rng.sample(SWAPS, rng.choice((1, 2))):
         edited = edited.replace(old, new, 1)
-    diff = "".join(difflib.unified_diff(
-        FUNCTION.splitlines(keepends=True), edited.splitlines(keepends=True), "a/m.py", "b/m.py"
-    ))
+    diff = "".join(
+        difflib.unified_diff(
+            FUNCTION.splitlines(keepends=True), edited.splitlines(keepends=True), "a/m.py", "b/m.py"
+        )
+    )
     return candidate_text(f"repair operator {rng.randrange(100)}", diff)
 
 
@@ -93,8 +96,9 @@ def median_ms(
 def latency(policy: Policy, n_candidates: int = 48, runs: int = 50) -> tuple[float, float]:
     """Median and p95 wall milliseconds of ranking 1 state x ``n_candidates``."""
     rng = random.Random(0)
-    wall, _ = timings_ms(policy, [make_state(rng)],
-                         [[make_candidate(rng) for _ in range(n_candidates)]], runs)  # fmt: skip
+    wall, _ = timings_ms(
+        policy, [make_state(rng)], [[make_candidate(rng) for _ in range(n_candidates)]], runs
+    )
     return statistics.median(wall), statistics.quantiles(wall, n=20)[-1]
 
 
@@ -116,8 +120,10 @@ def main() -> None:
         f"candidate tokens (median)={statistics.median(tokens)}"
     )
     wall, cpu = timings_ms(policy, [state], [cands], args.runs)
-    print(f"1 state x 48 candidates: {statistics.median(wall):.2f} ms wall "
-          f"(p95 {statistics.quantiles(wall, n=20)[-1]:.2f}), {statistics.median(cpu):.2f} ms cpu")
+    print(
+        f"1 state x 48 candidates: {statistics.median(wall):.2f} ms wall "
+        f"(p95 {statistics.quantiles(wall, n=20)[-1]:.2f}), {statistics.median(cpu):.2f} ms cpu"
+    )
     states = [make_state(rng) for _ in range(32)]
     batch = [[make_candidate(rng) for _ in range(16)] for _ in range(32)]
     wall, cpu = median_ms(policy, states, batch, args.runs)

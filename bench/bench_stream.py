@@ -34,36 +34,71 @@ from trustfix.trainer.wire import PING, PROTOCOL
 KINDS = ("accept", "reject", "score", "comment")
 
 
-def make_suggestion(i: int, reviewer: str = "r-a", candidates: int = 3, revision: int = 0,
-                    verdict: str | None = None) -> Suggestion:
+def make_suggestion(
+    i: int,
+    reviewer: str = "r-a",
+    candidates: int = 3,
+    revision: int = 0,
+    verdict: str | None = None,
+) -> Suggestion:
     """Suggestion ``s{i}`` with ``candidates`` small diff candidates (execution evidence when
     ``verdict`` is given)."""
     from trustfix.trainer.events import Evidence
 
     records = [
-        CandidateRecord(f"candidate {c} of unit {i % 50}", "operator",
-                        f"-    return a < b{c}\n+    return a <= b{c}\n", 3 + c,
-                        hashlib.sha256(f"{i}:{c}".encode()).hexdigest(), -1.1)
+        CandidateRecord(
+            f"candidate {c} of unit {i % 50}",
+            "operator",
+            f"-    return a < b{c}\n+    return a <= b{c}\n",
+            3 + c,
+            hashlib.sha256(f"{i}:{c}".encode()).hexdigest(),
+            -1.1,
+        )
         for c in range(candidates)
     ]
-    evidence = None if verdict is None else Evidence("pytest", 3, 0 if verdict == "supports" else 2,
-                                                     0, verdict)  # type: ignore[arg-type]
+    evidence = (
+        None
+        if verdict is None
+        else Evidence("pytest", 3, 0 if verdict == "supports" else 2, 0, verdict)
+    )  # type: ignore[arg-type]
     return Suggestion(
-        id=f"s{i}", policy_version=None, state=f"def unit_{i % 50}(a, b):\n    return a < b\n",
+        id=f"s{i}",
+        policy_version=None,
+        state=f"def unit_{i % 50}(a, b):\n    return a < b\n",
         state_sha256=hashlib.sha256(f"state {i % 50}".encode()).hexdigest(),
-        features={"candidates": float(candidates)}, candidates=records, chosen=1 + i % candidates,
-        old_log_prob=-1.1, reviewer=reviewer, role="developer", time=float(i), revision=revision,
+        features={"candidates": float(candidates)},
+        candidates=records,
+        chosen=1 + i % candidates,
+        old_log_prob=-1.1,
+        reviewer=reviewer,
+        role="developer",
+        time=float(i),
+        revision=revision,
         r_env=None if verdict is None else (1.0 if verdict == "supports" else 0.6),
         evidence=evidence,
     )
 
 
-def make_feedback(i: int, suggestion_id: str, reviewer: str = "r-a", kind: str = "accept") -> Feedback:
+def make_feedback(
+    i: int, suggestion_id: str, reviewer: str = "r-a", kind: str = "accept"
+) -> Feedback:
     """Feedback ``f{i}`` of ``kind`` on ``suggestion_id``."""
-    extra = {"score": 1 + i % 5} if kind == "score" else {"text": f"looks wrong at line {i % 7}"} \
-        if kind == "comment" else {}
-    return Feedback(id=f"f{i}", suggestion_id=suggestion_id, reviewer=reviewer, role="student",
-                    kind=kind, time=float(i), **extra)  # type: ignore[arg-type]
+    extra = (
+        {"score": 1 + i % 5}
+        if kind == "score"
+        else {"text": f"looks wrong at line {i % 7}"}
+        if kind == "comment"
+        else {}
+    )
+    return Feedback(
+        id=f"f{i}",
+        suggestion_id=suggestion_id,
+        reviewer=reviewer,
+        role="student",
+        kind=kind,
+        time=float(i),
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def event_stream(n: int, reviewers: int = 5) -> list[Suggestion | Feedback]:
@@ -75,8 +110,11 @@ def event_stream(n: int, reviewers: int = 5) -> list[Suggestion | Feedback]:
         events.append(s)
         for j in range(2):
             if len(events) < n:
-                events.append(make_feedback(2 * i + j, s.id, f"r-{(i + j) % reviewers}",
-                                            KINDS[(i + j) % len(KINDS)]))
+                events.append(
+                    make_feedback(
+                        2 * i + j, s.id, f"r-{(i + j) % reviewers}", KINDS[(i + j) % len(KINDS)]
+                    )
+                )
         i += 1
     return events
 
@@ -97,8 +135,12 @@ def bench_end_to_end(n: int, workdir: Path, extra: tuple[str, ...] = ()) -> dict
     from trustfix.trainer.store import TrainerStore
 
     events = event_stream(n)
-    outbox = Outbox(workdir / "outbox.sqlite", max_rows=n + 1, warn_rows=n + 1,  # as `serve` opens it
-                    checkpoint_every_s=StreamConfig().wal_checkpoint_s)
+    outbox = Outbox(
+        workdir / "outbox.sqlite",
+        max_rows=n + 1,
+        warn_rows=n + 1,  # as `serve` opens it
+        checkpoint_every_s=StreamConfig().wal_checkpoint_s,
+    )
     for event in events:
         outbox.add(event)
     size = statistics.mean(len(encode_event(e)) for e in events)
@@ -106,11 +148,29 @@ def bench_end_to_end(n: int, workdir: Path, extra: tuple[str, ...] = ()) -> dict
     gc.collect()
     port = _free_port()
     trainer = subprocess.Popen(
-        [sys.executable, "-m", "trustfix.trainer", "--store", str(workdir / "store.sqlite"),
-         "--checkpoints", str(workdir / "ckpt"), "--endpoint", f"tcp://127.0.0.1:{port}",
-         "--pub", f"tcp://127.0.0.1:{_free_port()}", "--config", str(workdir / "none.toml"),
-         "--set", "encoders.text_encoder=hashing", "--set", "encoders.code_encoder=hashing",
-         "--log-level", "WARNING", *extra])
+        [
+            sys.executable,
+            "-m",
+            "trustfix.trainer",
+            "--store",
+            str(workdir / "store.sqlite"),
+            "--checkpoints",
+            str(workdir / "ckpt"),
+            "--endpoint",
+            f"tcp://127.0.0.1:{port}",
+            "--pub",
+            f"tcp://127.0.0.1:{_free_port()}",
+            "--config",
+            str(workdir / "none.toml"),
+            "--set",
+            "encoders.text_encoder=hashing",
+            "--set",
+            "encoders.code_encoder=hashing",
+            "--log-level",
+            "WARNING",
+            *extra,
+        ]
+    )
     try:
         probe = zmq.Context.instance().socket(zmq.DEALER)
         probe.setsockopt(zmq.LINGER, 0)
@@ -130,8 +190,13 @@ def bench_end_to_end(n: int, workdir: Path, extra: tuple[str, ...] = ()) -> dict
         trainer.wait(30)
     stored = TrainerStore(workdir / "store.sqlite").count()
     outbox.close()
-    return {"events": n, "seconds": elapsed, "events_per_s": n / elapsed, "stored": stored,
-            "message_bytes": size}
+    return {
+        "events": n,
+        "seconds": elapsed,
+        "events_per_s": n / elapsed,
+        "stored": stored,
+        "message_bytes": size,
+    }
 
 
 def bench_push_pull(n: int, size: int) -> float:
@@ -179,9 +244,15 @@ def bench_ppo_update(samples: int = 256, repeats: int = 3) -> float:
     times = []
     for _ in range(repeats):
         buffer = learner.transitions_from(
-            states, candidates, [s.chosen for s in suggestions], [-1.1] * samples,
-            [0.0] * samples, [float(i % 2) for i in range(samples)], [True] * samples,
-            [0.5 + 0.5 * (i % 2) for i in range(samples)])
+            states,
+            candidates,
+            [s.chosen for s in suggestions],
+            [-1.1] * samples,
+            [0.0] * samples,
+            [float(i % 2) for i in range(samples)],
+            [True] * samples,
+            [0.5 + 0.5 * (i % 2) for i in range(samples)],
+        )
         started = time.perf_counter()
         learner.update(buffer)
         times.append(time.perf_counter() - started)
@@ -204,17 +275,28 @@ def main() -> None:
     e2e = statistics.median(r["events_per_s"] for r in runs)
     raw = statistics.median(raws)
     ppo = bench_ppo_update(args.ppo_samples)
-    figures = {"events": args.events, "message_bytes": runs[0]["message_bytes"],
-               "events_per_s": e2e, "runs_events_per_s": [r["events_per_s"] for r in runs],
-               "stored": [r["stored"] for r in runs], "push_pull_per_s": raw,
-               "runs_push_pull_per_s": raws, "ratio": e2e / raw,
-               "ppo_update_s": ppo, "ppo_samples": args.ppo_samples}
+    figures = {
+        "events": args.events,
+        "message_bytes": runs[0]["message_bytes"],
+        "events_per_s": e2e,
+        "runs_events_per_s": [r["events_per_s"] for r in runs],
+        "stored": [r["stored"] for r in runs],
+        "push_pull_per_s": raw,
+        "runs_push_pull_per_s": raws,
+        "ratio": e2e / raw,
+        "ppo_update_s": ppo,
+        "ppo_samples": args.ppo_samples,
+    }
     each = ", ".join(f"{r['events_per_s']:,.0f}" for r in runs)
-    print(f"end to end (outbox -> acked and committed): {e2e:,.0f} events/s median of "
-          f"{args.runs} ({each}; {args.events} events of {runs[0]['message_bytes']:.0f} B, "
-          f"{min(figures['stored'])} stored)")
-    print(f"raw pyzmq PUSH/PULL, same size:             {raw:,.0f} messages/s median "
-          f"({', '.join(f'{r:,.0f}' for r in raws)}); end to end = {figures['ratio']:.3f} x raw")
+    print(
+        f"end to end (outbox -> acked and committed): {e2e:,.0f} events/s median of "
+        f"{args.runs} ({each}; {args.events} events of {runs[0]['message_bytes']:.0f} B, "
+        f"{min(figures['stored'])} stored)"
+    )
+    print(
+        f"raw pyzmq PUSH/PULL, same size:             {raw:,.0f} messages/s median "
+        f"({', '.join(f'{r:,.0f}' for r in raws)}); end to end = {figures['ratio']:.3f} x raw"
+    )
     print(f"one PPO update, ranker, {args.ppo_samples} samples, CPU, 1 thread: {ppo:.2f} s")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2))

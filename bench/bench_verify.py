@@ -36,18 +36,25 @@ async def first_offers(tasks: list[Any], verify: bool, wait_s: float) -> list[di
         for task in tasks:
             (workdir / f"{task.entry_point}.py").write_text(task.buggy)
             (workdir / f"test_{task.entry_point}.py").write_text(test_file(task))
-        client = await start_server(workdir, {"topK": 3, "telemetry": "off",
-                                              "verifyCandidates": 5 if verify else 0})
+        client = await start_server(
+            workdir, {"topK": 3, "telemetry": "off", "verifyCandidates": 5 if verify else 0}
+        )
         try:
             for task in tasks:
                 uri = (workdir / f"{task.entry_point}.py").as_uri()
-                client.text_document_did_open(types.DidOpenTextDocumentParams(
-                    types.TextDocumentItem(uri=uri, language_id="python", version=1,
-                                           text=task.buggy)))
+                client.text_document_did_open(
+                    types.DidOpenTextDocumentParams(
+                        types.TextDocumentItem(
+                            uri=uri, language_id="python", version=1, text=task.buggy
+                        )
+                    )
+                )
                 pos = types.Position(task.bug.line - 1, 4)
                 params = types.CodeActionParams(
-                    text_document=types.TextDocumentIdentifier(uri), range=types.Range(pos, pos),
-                    context=types.CodeActionContext(diagnostics=[]))
+                    text_document=types.TextDocumentIdentifier(uri),
+                    range=types.Range(pos, pos),
+                    context=types.CodeActionContext(diagnostics=[]),
+                )
                 started = time.perf_counter()
                 offered = await client.text_document_code_action_async(params)
                 first_titles = [a.title for a in offered or []]
@@ -62,8 +69,14 @@ async def first_offers(tasks: list[Any], verify: bool, wait_s: float) -> list[di
                 if offered:
                     (edit,) = offered[0].edit.document_changes
                     text = apply_text_edit(task.buggy, edit.edits[0])
-                out.append({"task": task.id, "text": text, "seconds": elapsed,
-                            "title": offered[0].title if offered else None})
+                out.append(
+                    {
+                        "task": task.id,
+                        "text": text,
+                        "seconds": elapsed,
+                        "title": offered[0].title if offered else None,
+                    }
+                )
         finally:
             await client.shutdown_async(None)
             client.exit(None)
@@ -81,14 +94,19 @@ def run(n_tasks: int, wait_s: float) -> dict[str, Any]:
     with Sandbox() as sandbox:
         for name, verify in (("without", False), ("with", True)):
             offers = asyncio.run(first_offers(tasks, verify, wait_s))
-            correct = [o["text"] is not None
-                       and sandbox.run(o["text"], t.tests, t.entry_point).all_passed
-                       for o, t in zip(offers, tasks, strict=True)]
+            correct = [
+                o["text"] is not None and sandbox.run(o["text"], t.tests, t.entry_point).all_passed
+                for o, t in zip(offers, tasks, strict=True)
+            ]
             seconds = [o["seconds"] for o in offers]
-            results[name] = {"correct_first": sum(correct) / len(tasks),
-                             "seconds_p50": statistics.median(seconds),
-                             "seconds_p95": percentile(seconds, 0.95)}
-    results["added_seconds_p50"] = results["with"]["seconds_p50"] - results["without"]["seconds_p50"]
+            results[name] = {
+                "correct_first": sum(correct) / len(tasks),
+                "seconds_p50": statistics.median(seconds),
+                "seconds_p95": percentile(seconds, 0.95),
+            }
+    results["added_seconds_p50"] = (
+        results["with"]["seconds_p50"] - results["without"]["seconds_p50"]
+    )
     return results
 
 
@@ -96,8 +114,9 @@ def main(argv: list[str] | None = None) -> None:
     """Print the figures (and write them as JSON with ``--json``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", type=int, default=20, help="Held-out tasks served.")
-    parser.add_argument("--wait", type=float, default=60.0,
-                        help="Seconds to wait for verified candidates per task.")
+    parser.add_argument(
+        "--wait", type=float, default=60.0, help="Seconds to wait for verified candidates per task."
+    )
     parser.add_argument("--json", type=Path, help="Write the results here too.")
     args = parser.parse_args(argv)
     report(run(args.tasks, args.wait), args.json)

@@ -424,7 +424,7 @@ def _adjust(
         if not isinstance(node, ast.BinOp) or id(node) in bounds:
             continue
         if isinstance(node.op, ast.Add | ast.Sub) and (
-            _int_literal(node.right) and node.right.value == 1 or isinstance(node.right, ast.Name)
+            (_int_literal(node.right) and node.right.value == 1) or isinstance(node.right, ast.Name)
         ):  # type: ignore[attr-defined]
             yield _node_site(
                 p,

@@ -115,8 +115,9 @@ def is_test_path(relative: Path) -> bool:
     if any(p in ("test", "tests", "testing", "unittests") for p in parts[:-1]):
         return True
     name = parts[-1]
-    return (name.startswith("test_") or name.endswith("_test.py")
-            or name in ("tests.py", "conftest.py"))  # fmt: skip
+    return (
+        name.startswith("test_") or name.endswith("_test.py") or name in ("tests.py", "conftest.py")
+    )
 
 
 def python_files(root: Path, skip: Sequence[Path] = ()) -> Iterator[Path]:
@@ -125,9 +126,10 @@ def python_files(root: Path, skip: Sequence[Path] = ()) -> Iterator[Path]:
     for folder, dirs, files in os.walk(root):
         here = Path(folder)
         dirs[:] = sorted(
-            d for d in dirs
+            d
+            for d in dirs
             if d not in EXCLUDED_PACKAGES and d != "__pycache__" and here / d not in skip
-        )  # fmt: skip
+        )
         for name in sorted(files):
             path = here / name
             if name.endswith(".py") and not is_test_path(path.relative_to(root)):
@@ -194,9 +196,7 @@ class LeakageFilter:
         hits: Counter[int] = Counter()
         for gram in grams & self.index.keys():
             hits.update(self.index[gram])
-        return max(
-            (h / min(self.sizes[i], len(grams)) for i, h in hits.items()), default=0.0
-        )
+        return max((h / min(self.sizes[i], len(grams)) for i, h in hits.items()), default=0.0)
 
     def leaks(self, text: str) -> bool:
         """Whether ``text`` overlaps a reference by ``max_overlap`` or more."""
@@ -239,14 +239,26 @@ def build_corpus(
     seen: set[str] = set()
     out: list[Function] = []
     pool = ProcessPoolExecutor(workers) if workers > 1 else None
-    mapper = (functools.partial(pool.map, read_functions, chunksize=32) if pool
-              else functools.partial(map, read_functions))  # fmt: skip
+    mapper = (
+        functools.partial(pool.map, read_functions, chunksize=32)
+        if pool
+        else functools.partial(map, read_functions)
+    )
     try:
         for root in roots:
             others = [r for r in roots if r != root and root in r.parents]
             paths = list(python_files(root, others))
-            kept = _collect(root, paths, mapper((p, cfg) for p in paths), leakage, seen,
-                            dropped, manifest, out, on_file)  # fmt: skip
+            kept = _collect(
+                root,
+                paths,
+                mapper((p, cfg) for p in paths),
+                leakage,
+                seen,
+                dropped,
+                manifest,
+                out,
+                on_file,
+            )
             manifest.per_root[str(root)] = kept
     finally:
         if pool:
@@ -258,9 +270,15 @@ def build_corpus(
 
 
 def _collect(
-    root: Path, paths: list[Path], results: Iterable[list[tuple[str, int, str]] | str],
-    leakage: LeakageFilter, seen: set[str], dropped: Counter[str], manifest: Manifest,
-    out: list[Function], on_file: Callable[[], None] | None,
+    root: Path,
+    paths: list[Path],
+    results: Iterable[list[tuple[str, int, str]] | str],
+    leakage: LeakageFilter,
+    seen: set[str],
+    dropped: Counter[str],
+    manifest: Manifest,
+    out: list[Function],
+    on_file: Callable[[], None] | None,
 ) -> int:
     """Add the functions of one root's files (in file order) to ``out``, deduplicated against
     ``seen`` and checked for leakage; returns how many were kept."""

@@ -19,8 +19,15 @@ METHODS = ("ours", "ppo")
 """The methods the demo compares."""
 
 
-def run_demo(cfg: Any, seeds: int, steps: int, condition: str, editor: bool = True,
-             json_out: Path | None = None, console: Console | None = None) -> dict[str, Any]:
+def run_demo(
+    cfg: Any,
+    seeds: int,
+    steps: int,
+    condition: str,
+    editor: bool = True,
+    json_out: Path | None = None,
+    console: Console | None = None,
+) -> dict[str, Any]:
     """The editor session (with ``editor``), then ``seeds`` bandit runs of ``steps`` steps per
     method on the ``condition`` reviewer pool, configured by ``cfg`` (a ``TrustfixConfig``);
     prints the table and returns the bandit's summary (also written to ``json_out``)."""
@@ -36,33 +43,55 @@ def run_demo(cfg: Any, seeds: int, steps: int, condition: str, editor: bool = Tr
     results = []
     started = time.perf_counter()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console or Console(stderr=True),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console or Console(stderr=True),
     ) as progress:
         bar = progress.add_task("training", total=len(METHODS) * seeds * steps)
         for seed in range(seeds):
             for method in METHODS:
                 progress.update(bar, description=f"{method} seed {seed}")
                 bandit = BanditConfig(steps=steps, condition=condition, seed=seed)
-                results.append(run_bandit(
-                    method, bandit, cfg.ppo, cfg.trust_region, cfg.confidence, cfg.ranker,
-                    on_step=lambda _: progress.advance(bar),
-                ))
+                results.append(
+                    run_bandit(
+                        method,
+                        bandit,
+                        cfg.ppo,
+                        cfg.trust_region,
+                        cfg.confidence,
+                        cfg.ranker,
+                        on_step=lambda _: progress.advance(bar),
+                    )
+                )
     summary = summarize(results)
-    table = Table(title=f"Noisy-feedback bandit, {condition} reviewers, {seeds} seeds x {steps} steps")
-    for column in ("method", "final accuracy", "95% CI", "mean accuracy over training",
-                   "reviewer Spearman", "reviewer MAE"):
+    table = Table(
+        title=f"Noisy-feedback bandit, {condition} reviewers, {seeds} seeds x {steps} steps"
+    )
+    for column in (
+        "method",
+        "final accuracy",
+        "95% CI",
+        "mean accuracy over training",
+        "reviewer Spearman",
+        "reviewer MAE",
+    ):
         table.add_column(column)
     for method, row in summary["methods"].items():
         table.add_row(
-            method, f"{row['final_accuracy']:.3f}",
+            method,
+            f"{row['final_accuracy']:.3f}",
             f"[{row['final_ci'][0]:.3f}, {row['final_ci'][1]:.3f}]",
-            f"{row['mean_accuracy']:.3f}", f"{row['reviewer_spearman']:.2f}",
+            f"{row['mean_accuracy']:.3f}",
+            f"{row['reviewer_spearman']:.2f}",
             f"{row['reviewer_mae']:.3f}",
         )
     out.print(table)
-    out.print(f"random policy accuracy: {summary['random_accuracy']:.3f}; "
-              f"wall time {time.perf_counter() - started:.1f} s")
+    out.print(
+        f"random policy accuracy: {summary['random_accuracy']:.3f}; "
+        f"wall time {time.perf_counter() - started:.1f} s"
+    )
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2))
     return summary

@@ -51,10 +51,14 @@ EDITOR_CAPABILITIES = types.ClientCapabilities(
         code_action=types.CodeActionClientCapabilities(
             code_action_literal_support=types.ClientCodeActionLiteralOptions(
                 code_action_kind=types.ClientCodeActionKindOptions(
-                    value_set=[types.CodeActionKind.RefactorRewrite]))),
+                    value_set=[types.CodeActionKind.RefactorRewrite]
+                )
+            )
+        ),
     ),
     workspace=types.WorkspaceClientCapabilities(
-        workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True)),
+        workspace_edit=types.WorkspaceEditClientCapabilities(document_changes=True)
+    ),
 )
 """An editor that takes code-action literals with inline edits (it cannot resolve them)."""
 
@@ -81,18 +85,27 @@ async def start_server(workdir: Path, options: dict[str, Any]) -> LanguageClient
     data.mkdir(parents=True, exist_ok=True)
     # the server's log goes to a file: pygls pipes stderr and never reads it
     serve = [sys.executable, "-m", "trustfix", "serve", "--log-level", "INFO"]
-    await client.start_io("/bin/sh", "-c", f'exec "$@" 2>>{shlex.quote(str(data / "server.log"))}',
-                          "sh", *serve)
-    await client.initialize_async(types.InitializeParams(
-        capabilities=EDITOR_CAPABILITIES, root_uri=workdir.as_uri(),
-        initialization_options={"telemetry": "all", "dataDir": str(data), **options}))
+    await client.start_io(
+        "/bin/sh", "-c", f'exec "$@" 2>>{shlex.quote(str(data / "server.log"))}', "sh", *serve
+    )
+    await client.initialize_async(
+        types.InitializeParams(
+            capabilities=EDITOR_CAPABILITIES,
+            root_uri=workdir.as_uri(),
+            initialization_options={"telemetry": "all", "dataDir": str(data), **options},
+        )
+    )
     client.initialized(types.InitializedParams())
     return client
 
 
 async def review_session(
-    workdir: Path, tasks: list[Any], console: Console, trainer: dict[str, str] | None = None,
-    settled: Callable[[dict[str, Any]], bool] | None = None, wait_s: float = 90.0,
+    workdir: Path,
+    tasks: list[Any],
+    console: Console,
+    trainer: dict[str, str] | None = None,
+    settled: Callable[[dict[str, Any]], bool] | None = None,
+    wait_s: float = 90.0,
 ) -> tuple[Path, dict[str, Any]]:
     """Drive the server through one reviewer's session on ``tasks`` (each module beside its
     tests, so suggestions are verified and accepts checked); return the data dir and the last
@@ -102,8 +115,16 @@ async def review_session(
     streams its events there, and the session asks ``trustfix.trust`` until ``settled(answer)``
     says the policy version and trust are the trainer's latest (at most ``wait_s`` seconds)."""
     data = workdir / "data"
-    client = await start_server(workdir, {"reviewerId": "demo-reviewer", "role": "student",
-                                          "topK": 3, "checkpointPoll": 0.2, **(trainer or {})})
+    client = await start_server(
+        workdir,
+        {
+            "reviewerId": "demo-reviewer",
+            "role": "student",
+            "topK": 3,
+            "checkpointPoll": 0.2,
+            **(trainer or {}),
+        },
+    )
     table = Table(title="scripted reviewer session")
     for column in ("task", "offered (policy probability)", "reviewer did"):
         table.add_column(column)
@@ -113,42 +134,62 @@ async def review_session(
             path.write_text(task.buggy)
             (workdir / f"test_{task.entry_point}.py").write_text(test_file(task))
             uri = path.as_uri()
-            client.text_document_did_open(types.DidOpenTextDocumentParams(
-                types.TextDocumentItem(uri=uri, language_id="python", version=1, text=task.buggy)))
+            client.text_document_did_open(
+                types.DidOpenTextDocumentParams(
+                    types.TextDocumentItem(
+                        uri=uri, language_id="python", version=1, text=task.buggy
+                    )
+                )
+            )
             pos = types.Position(task.bug.line - 1, 4)
-            offered = await client.text_document_code_action_async(types.CodeActionParams(
-                text_document=types.TextDocumentIdentifier(uri), range=types.Range(pos, pos),
-                context=types.CodeActionContext(diagnostics=[])))
+            offered = await client.text_document_code_action_async(
+                types.CodeActionParams(
+                    text_document=types.TextDocumentIdentifier(uri),
+                    range=types.Range(pos, pos),
+                    context=types.CodeActionContext(diagnostics=[]),
+                )
+            )
             if not offered:
                 table.add_row(task.id, "nothing offered", "-")
                 continue
             ids = [a.command.arguments[0] for a in offered]
             top = offered[0]
-            (edit,) = (top.edit.document_changes or [None])
+            (edit,) = top.edit.document_changes or [None]
             after = apply_text_edit(task.buggy, edit.edits[0])
-            client.text_document_did_change(types.DidChangeTextDocumentParams(
-                text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
-                content_changes=[types.TextDocumentContentChangeWholeDocument(text=after)]))
+            client.text_document_did_change(
+                types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+                    content_changes=[types.TextDocumentContentChangeWholeDocument(text=after)],
+                )
+            )
             did = ["accept #1", "rate #1 4/5"]
             await client.workspace_execute_command_async(
-                types.ExecuteCommandParams("trustfix.accept", [ids[0]]))
+                types.ExecuteCommandParams("trustfix.accept", [ids[0]])
+            )
             await client.workspace_execute_command_async(
-                types.ExecuteCommandParams("trustfix.rate", [ids[0], 4]))
+                types.ExecuteCommandParams("trustfix.rate", [ids[0], 4])
+            )
             if len(ids) > 1:
                 await client.workspace_execute_command_async(
-                    types.ExecuteCommandParams("trustfix.reject", [ids[1]]))
+                    types.ExecuteCommandParams("trustfix.reject", [ids[1]])
+                )
                 did.append("reject #2")
-            await client.workspace_execute_command_async(types.ExecuteCommandParams(
-                "trustfix.comment", [ids[0], f"the bug was on line {task.bug.line}"]))
+            await client.workspace_execute_command_async(
+                types.ExecuteCommandParams(
+                    "trustfix.comment", [ids[0], f"the bug was on line {task.bug.line}"]
+                )
+            )
             did.append("comment #1")
             table.add_row(task.id, "\n".join(a.title for a in offered), ", ".join(did))
         trust = await client.workspace_execute_command_async(
-            types.ExecuteCommandParams("trustfix.trust", []))
+            types.ExecuteCommandParams("trustfix.trust", [])
+        )
         deadline = time.monotonic() + (wait_s if trainer and settled else 0.0)
         while time.monotonic() < deadline and not settled(trust):
             await asyncio.sleep(0.25)  # the trainer's policy and trust reach the server
             trust = await client.workspace_execute_command_async(
-                types.ExecuteCommandParams("trustfix.trust", []))
+                types.ExecuteCommandParams("trustfix.trust", [])
+            )
     finally:
         await client.shutdown_async(None)
         client.exit(None)
@@ -156,10 +197,15 @@ async def review_session(
     console.print(table)
     console.print(f"trustfix.trust says: {trust}")
     if trust["trust"] is not None:
-        policy = (f"policy v{trust['policyVersion']}" if trust["policyVersion"] is not None
-                  else "no policy version installed yet")
-        console.print(f"the trainer's trust in {trust['reviewer']}'s feedback: {trust['trust']:.2f} "
-                      f"(alpha {trust['alpha']:.2f}, beta {trust['beta']:.2f}), {policy}")
+        policy = (
+            f"policy v{trust['policyVersion']}"
+            if trust["policyVersion"] is not None
+            else "no policy version installed yet"
+        )
+        console.print(
+            f"the trainer's trust in {trust['reviewer']}'s feedback: {trust['trust']:.2f} "
+            f"(alpha {trust['alpha']:.2f}, beta {trust['beta']:.2f}), {policy}"
+        )
     elif trainer:
         console.print("the trainer has not reported this reviewer's trust yet")
     return data, trust
@@ -176,9 +222,13 @@ def trainer_settled(store: Any, reviewer: str, feedback: int, trust: dict[str, A
         return False
     versions = store.versions()
     known = store.reviewer_trust(reviewer)
-    return (bool(versions) and trust["policyVersion"] == versions[-1]["version"]
-            and known is not None and abs(known["alpha"] - trust["alpha"]) < 1e-9
-            and abs(known["beta"] - trust["beta"]) < 1e-9)
+    return (
+        bool(versions)
+        and trust["policyVersion"] == versions[-1]["version"]
+        and known is not None
+        and abs(known["alpha"] - trust["alpha"]) < 1e-9
+        and abs(known["beta"] - trust["beta"]) < 1e-9
+    )
 
 
 def summarize_outbox(data: Path, console: Console) -> dict[str, int]:
@@ -219,18 +269,24 @@ def run_editor_demo(
         trainer, daemon, thread = None, None, None
         if with_trainer:
             daemon = TrainerDaemon(
-                Path(tmp) / "trainer.sqlite", Path(tmp) / "trainer-checkpoints",
-                "tcp://127.0.0.1:0", "tcp://127.0.0.1:0",
+                Path(tmp) / "trainer.sqlite",
+                Path(tmp) / "trainer-checkpoints",
+                "tcp://127.0.0.1:0",
+                "tcp://127.0.0.1:0",
                 TrustfixConfig(encoders=EncoderConfig("hashing", "hashing")),
-                StreamConfig(update_every=2, min_samples=1, update_seconds=1.0,
-                             update_min_interval_s=0.5),
+                StreamConfig(
+                    update_every=2, min_samples=1, update_seconds=1.0, update_min_interval_s=0.5
+                ),
             )
             thread = threading.Thread(target=daemon.serve_forever, daemon=True)
             thread.start()
-            trainer = {"trainerEndpoint": daemon.endpoint,
-                       "trainerPublishEndpoint": daemon.pub_endpoint}
-            console.print(f"trainer daemon: events on {daemon.endpoint}, "
-                          f"versions on {daemon.pub_endpoint}")
+            trainer = {
+                "trainerEndpoint": daemon.endpoint,
+                "trainerPublishEndpoint": daemon.pub_endpoint,
+            }
+            console.print(
+                f"trainer daemon: events on {daemon.endpoint}, versions on {daemon.pub_endpoint}"
+            )
         settled, reader = None, None
         if daemon is not None:
             reviewer = pseudonym("demo-reviewer", installation_key(Path(tmp) / "data"))
@@ -249,11 +305,16 @@ def run_editor_demo(
         if daemon is not None:
             store = TrainerStore(Path(tmp) / "trainer.sqlite")
             versions = [v["version"] for v in store.versions()]
-            counts["trainer"] = {"suggestion": store.count("suggestion"),
-                                 "feedback": store.count("feedback"),
-                                 "versions": len(versions), "latest_version": versions[-1] if versions else None,
-                                 "trust": trust["trust"], "alpha": trust["alpha"], "beta": trust["beta"],
-                                 "policy_version": trust["policyVersion"]}
+            counts["trainer"] = {
+                "suggestion": store.count("suggestion"),
+                "feedback": store.count("feedback"),
+                "versions": len(versions),
+                "latest_version": versions[-1] if versions else None,
+                "trust": trust["trust"],
+                "alpha": trust["alpha"],
+                "beta": trust["beta"],
+                "policy_version": trust["policyVersion"],
+            }
             console.print(
                 f"trainer stored {store.count('suggestion')} suggestions and "
                 f"{store.count('feedback')} feedback items; published versions {versions}"

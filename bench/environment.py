@@ -19,7 +19,6 @@ from trustfix.server.state import TestTrace, state_text
 from trustfix.server.units import Unit, units
 from trustfix.trainer.events import candidate_text as policy_candidate_text
 
-
 KEEP_TITLE = "keep the code as it is"
 """Title of the "true fix" at a passing state where the team wants none of the refinements."""
 
@@ -74,8 +73,9 @@ class Environment:
         key = (task.id, source)
         found = self._candidates.get(key)
         if found is None:
-            found = propose(source, self.unit(task, source), proposers=PROPOSERS,
-                            cap=self.max_candidates)  # fmt: skip
+            found = propose(
+                source, self.unit(task, source), proposers=PROPOSERS, cap=self.max_candidates
+            )
             self._candidates.put(key, found)
             todo = [c.source for c in found if c.source not in self._style]
             self._style.update(zip(todo, style_counts(todo)))
@@ -105,9 +105,16 @@ class Environment:
     def reward(self, task: Task, before: str, after: str) -> float:
         """r_env of the step ``before`` -> ``after`` (see :func:`environment_reward`)."""
         rb, ra = self.run(task, before), self.run(task, after)
-        return environment_reward(rb.share_passed, ra.share_passed, self.style(before),
-                                  self.style(after), task.violations, rb.all_passed,
-                                  ra.all_passed, self.style_weight)  # fmt: skip
+        return environment_reward(
+            rb.share_passed,
+            ra.share_passed,
+            self.style(before),
+            self.style(after),
+            task.violations,
+            rb.all_passed,
+            ra.all_passed,
+            self.style_weight,
+        )
 
     def test_verdict(self, task: Task, before: str, after: str) -> bool | None:
         """What running the tests says of the step ``before`` -> ``after``: True when more tests
@@ -146,16 +153,25 @@ class Environment:
         and up to 3 decoys."""
         cands = self.candidates(task, source)
         fix = self.true_fix(task, source, team)
-        fix_edit = (Edit.between(source, fix.source, fix.title, fix.line) if fix is not None
-                    else Edit.between(source, source, KEEP_TITLE, chosen.line))  # fmt: skip
+        fix_edit = (
+            Edit.between(source, fix.source, fix.title, fix.line)
+            if fix is not None
+            else Edit.between(source, source, KEEP_TITLE, chosen.line)
+        )
         others = [c for c in cands if c.source not in (fix_edit.source, chosen.source)]
         decoys = rng.sample(others, min(3, len(others)))
 
         def edit(c: Candidate) -> Edit:
             return Edit.between(source, c.source, c.title, c.line)
 
-        return Step(task.id, source, edit(chosen), self.is_good(task, source, chosen, team),
-                    fix_edit, tuple(edit(d) for d in decoys))  # fmt: skip
+        return Step(
+            task.id,
+            source,
+            edit(chosen),
+            self.is_good(task, source, chosen, team),
+            fix_edit,
+            tuple(edit(d) for d in decoys),
+        )
 
     def edit_target(self, step: Step, diff: str | None) -> Edit | None:
         """The edit a correction diff proposes, when it is one of the step's edits (an empty

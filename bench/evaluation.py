@@ -44,8 +44,10 @@ def episodes(env: Environment, choose: Chooser, tasks: Sequence[Task], horizon: 
         if not active:
             break
         cands = [env.candidates(tasks[i], sources[i]) for i in active]
-        actions = choose([env.state(tasks[i], sources[i]) for i in active],
-                         [[candidate_text(c) for c in cs] for cs in cands])  # fmt: skip
+        actions = choose(
+            [env.state(tasks[i], sources[i]) for i in active],
+            [[candidate_text(c) for c in cs] for cs in cands],
+        )
         still = []
         for i, cs, a in zip(active, cands, actions, strict=True):
             if a != STOP:
@@ -68,8 +70,11 @@ def preference_decisions(
     injections still in): for each style refinement offered, whether the policy prefers it to
     STOP exactly when the team wants it."""
     cands = [env.candidates(t, t.fixed) for t in tasks]
-    lps = log_probs(policy, [env.state(t, t.fixed) for t in tasks],
-                    [[candidate_text(c) for c in cs] for cs in cands])  # fmt: skip
+    lps = log_probs(
+        policy,
+        [env.state(t, t.fixed) for t in tasks],
+        [[candidate_text(c) for c in cs] for cs in cands],
+    )
     decisions = []
     for cs, lp in zip(cands, lps):
         for i, c in enumerate(cs, 1):
@@ -172,6 +177,7 @@ def follow_probes(
     before = log_probs(policy, states, texts)
     update(samples)
     after = log_probs(policy, states, texts)
-    followed = [d * float(a[k] - b[k]) > margin
-                for (_, _, k, d, _), b, a in zip(probes, before, after)]  # fmt: skip
+    followed = [
+        d * float(a[k] - b[k]) > margin for (_, _, k, d, _), b, a in zip(probes, before, after)
+    ]
     return follow_rates(followed, [p[4] for p in probes])

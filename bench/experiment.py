@@ -22,7 +22,7 @@ from trustfix.bench.environment import Environment, candidate_text, changed_line
 from trustfix.bench.metrics import ccs, environment_reward, follow_rates, reviewer_quality, sir
 from trustfix.bench.parallel import experiment_plan, plan_steps, release_memory, run_experiment
 from trustfix.bench.reviewers import CONDITIONS
-from trustfix.bench.runner import RunOutcome, Runner
+from trustfix.bench.runner import Runner, RunOutcome
 from trustfix.bench.settings import ABLATIONS, METHODS, BenchConfig, quick_config
 from trustfix.bench.starting import POLICY_CHOICES
 from trustfix.trainer.config import TrustfixConfig
@@ -46,8 +46,9 @@ def bench_config(
         raise ValueError(f"unknown methods {sorted(unknown)}; expected {list(METHODS)}")
     if condition != "all" and condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; expected one of {[*CONDITIONS, 'all']}")
-    cfg = BenchConfig(conditions=CONDITIONS if condition == "all" else (condition,),
-                      ablations=ablations)  # fmt: skip
+    cfg = BenchConfig(
+        conditions=CONDITIONS if condition == "all" else (condition,), ablations=ablations
+    )
     if quick:
         cfg = quick_config(cfg)
     chosen = {k: v for k, v in changes.items() if v is not None}
@@ -71,14 +72,24 @@ def run_bench(
 
     workers = workers if workers is not None else len(os.sched_getaffinity(0))
     started = time.perf_counter()
-    make_runner = functools.partial(Runner, bench_cfg, cfg.ppo, cfg.trust_region, cfg.confidence,
-                                    cfg.ranker)  # fmt: skip
+    make_runner = functools.partial(
+        Runner, bench_cfg, cfg.ppo, cfg.trust_region, cfg.confidence, cfg.ranker
+    )
     outcome = run_experiment(bench_cfg, make_runner, workers, on_step, on_run)
     wall = time.perf_counter() - started
-    settings = {k: dataclasses.asdict(getattr(cfg, k))
-                for k in ("ppo", "trust_region", "confidence", "ranker")}  # fmt: skip
-    return write_outputs(out, bench_cfg, outcome["runs"], outcome["bounds"], wall,
-                         {**settings, "workers": workers}, command)  # fmt: skip
+    settings = {
+        k: dataclasses.asdict(getattr(cfg, k))
+        for k in ("ppo", "trust_region", "confidence", "ranker")
+    }
+    return write_outputs(
+        out,
+        bench_cfg,
+        outcome["runs"],
+        outcome["bounds"],
+        wall,
+        {**settings, "workers": workers},
+        command,
+    )
 
 
 __all__ = [

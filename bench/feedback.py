@@ -42,8 +42,9 @@ def review_rng(
     phase: str, condition: str, seed: int, task: Task, source: str, after: str
 ) -> random.Random:
     """The generator of one review, seeded by (phase, condition, seed, task, state, action)."""
-    return random.Random(f"trustfix-review:{phase}:{condition}:{seed}:{task.id}:"
-                         f"{digest(source)}:{digest(after)}")  # fmt: skip
+    return random.Random(
+        f"trustfix-review:{phase}:{condition}:{seed}:{task.id}:{digest(source)}:{digest(after)}"
+    )
 
 
 def tests_run(seed: int, task: Task, source: str, after: str, fraction: float) -> bool:
@@ -119,14 +120,28 @@ class FeedbackChannel:
         self.estimator.observe(item)
         if self.keep_log:
             kind = style_kind(chosen.proposer, chosen.title)
-            self.log.append({
-                "run": self.run_id, "phase": phase, "step": step_index, "item": item.id,
-                "suggestion": item.suggestion_id, "task": task.id, "reviewer": draft.reviewer,
-                "role": draft.role, "reliability": self.reliability[draft.reviewer],
-                "kind": draft.kind, "text": draft.text, "diff": draft.diff, "score": draft.score,
-                "polarity": draft.polarity, "truth": draft.right, "step_good": step.good,
-                "style_kind": kind, "team_wants": None if kind is None else self.team.wants(kind),
-            })  # fmt: skip
+            self.log.append(
+                {
+                    "run": self.run_id,
+                    "phase": phase,
+                    "step": step_index,
+                    "item": item.id,
+                    "suggestion": item.suggestion_id,
+                    "task": task.id,
+                    "reviewer": draft.reviewer,
+                    "role": draft.role,
+                    "reliability": self.reliability[draft.reviewer],
+                    "kind": draft.kind,
+                    "text": draft.text,
+                    "diff": draft.diff,
+                    "score": draft.score,
+                    "polarity": draft.polarity,
+                    "truth": draft.right,
+                    "step_good": step.good,
+                    "style_kind": kind,
+                    "team_wants": None if kind is None else self.team.wants(kind),
+                }
+            )
         return item
 
     def deliver(
@@ -161,8 +176,9 @@ class FeedbackChannel:
         if self.rmodel is not None:
             pref = Preference(exp.state, exp.texts[exp.action - 1], exp.signal)
             if extra is not None:
-                self.rmodel.add(Preference(exp.state, extra.texts[extra.action - 1], 1.0),
-                                better_than=pref)  # fmt: skip
+                self.rmodel.add(
+                    Preference(exp.state, extra.texts[extra.action - 1], 1.0), better_than=pref
+                )
             self.rmodel.add(pref)
         if self.keep_log:
             self.log[-1].update(executed=run_tests, signal=exp.signal)
@@ -192,8 +208,18 @@ class FeedbackChannel:
                 [exp.state], [exp.texts], torch.tensor([index])
             )
         signal = human_signal("edit", None, self._similarity(words, exp.texts[index - 1]), 1.0)
-        return Experience(exp.step, exp.state, exp.texts, index, float(log_prob[0]), exp.value,
-                          0.0, True, exp.feedback_id, signal)  # fmt: skip
+        return Experience(
+            exp.step,
+            exp.state,
+            exp.texts,
+            index,
+            float(log_prob[0]),
+            exp.value,
+            0.0,
+            True,
+            exp.feedback_id,
+            signal,
+        )
 
     def _evidence(
         self,

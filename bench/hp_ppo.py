@@ -65,8 +65,9 @@ class RewardModel:
     def __post_init__(self) -> None:
         gen = torch.Generator().manual_seed(self.seed)
         dim = self.encoder.dim
-        self.net = nn.Sequential(nn.Linear(2 * dim, self.cfg.hidden), nn.Tanh(),
-                                 nn.Linear(self.cfg.hidden, 1))  # fmt: skip
+        self.net = nn.Sequential(
+            nn.Linear(2 * dim, self.cfg.hidden), nn.Tanh(), nn.Linear(self.cfg.hidden, 1)
+        )
         with torch.no_grad():
             for p in self.net.parameters():
                 p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
@@ -111,8 +112,9 @@ class RewardModel:
             loss_sum, steps = 0.0, 0
             for start in range(0, len(order), self.cfg.batch):
                 idx = order[start : start + self.cfg.batch]
-                loss = bradley_terry_loss(self.net(x_good[idx]).squeeze(-1),
-                                          self.net(x_bad[idx]).squeeze(-1))  # fmt: skip
+                loss = bradley_terry_loss(
+                    self.net(x_good[idx]).squeeze(-1), self.net(x_bad[idx]).squeeze(-1)
+                )
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()

@@ -81,8 +81,18 @@ def paired_difference(
 
     diffs = [a - b for a, b in zip(ours, other, strict=True) if np.isfinite(a) and np.isfinite(b)]
     if not diffs:
-        return {"mean": float("nan"), "ci": [float("nan"), float("nan")], "ahead": 0, "n": 0,
-                "per_seed": []}  # fmt: skip
+        return {
+            "mean": float("nan"),
+            "ci": [float("nan"), float("nan")],
+            "ahead": 0,
+            "n": 0,
+            "per_seed": [],
+        }
     mean, lo, hi = mean_ci(diffs, level)
-    return {"mean": mean, "ci": [lo, hi], "ahead": sum(d > 0 for d in diffs), "n": len(diffs),
-            "per_seed": diffs}  # fmt: skip
+    return {
+        "mean": mean,
+        "ci": [lo, hi],
+        "ahead": sum(d > 0 for d in diffs),
+        "n": len(diffs),
+        "per_seed": diffs,
+    }

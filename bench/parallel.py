@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
-from trustfix.bench.runner import RunOutcome, Runner
+from trustfix.bench.runner import Runner, RunOutcome
 from trustfix.bench.settings import ABLATIONS, BenchConfig
 
 Job = tuple[str, str, int, "dict[str, bool] | None"]

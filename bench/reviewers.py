@@ -148,8 +148,12 @@ class Reviewer:
     def _form(self, rng: random.Random) -> str:
         forms = ("verdict", "edit", "comment", "score")
         w = self.kind_weights
-        weights = (w.get("accept", 0) + w.get("reject", 0), w.get("edit", 0), w.get("comment", 0),
-                   w.get("score", 0))  # fmt: skip
+        weights = (
+            w.get("accept", 0) + w.get("reject", 0),
+            w.get("edit", 0),
+            w.get("comment", 0),
+            w.get("score", 0),
+        )
         return rng.choices(forms, weights=weights)[0]
 
     def _decoy(self, step: Step, rng: random.Random) -> Edit | None:
@@ -194,8 +198,9 @@ class Reviewer:
             target = step.fix if right else self._decoy(step, rng)
             diff = unified_diff(step.source, target.source if target else step.source)
             for_chosen = target is not None and target.source == step.candidate.source
-            return FeedbackDraft(self.id, self.role, kind, text, diff, score, right,
-                                 1 if for_chosen else -1)  # fmt: skip
+            return FeedbackDraft(
+                self.id, self.role, kind, text, diff, score, right, 1 if for_chosen else -1
+            )
         elif form == "comment":
             kind = "comment"
             text = self._comment(step, right, rng)
@@ -203,8 +208,9 @@ class Reviewer:
             kind = "score"
             high = step.good == right
             score = rng.choice((4, 5)) if high else rng.choice((1, 2))
-        return FeedbackDraft(self.id, self.role, kind, text, diff, score, right,
-                             1 if step.good == right else -1)  # fmt: skip
+        return FeedbackDraft(
+            self.id, self.role, kind, text, diff, score, right, 1 if step.good == right else -1
+        )
 
 
 @dataclass

@@ -132,8 +132,9 @@ class Runner:
         self.train = train[: cfg.train_tasks or None]
         self.test = by_problem[: cfg.test_tasks or None]
         self._oracle: float | None = None
-        self.encoder: Encoder = (make_encoder(HASHING) if cfg.encoder == HASHING
-                                 else get_encoder(cfg.encoder))  # fmt: skip
+        self.encoder: Encoder = (
+            make_encoder(HASHING) if cfg.encoder == HASHING else get_encoder(cfg.encoder)
+        )
 
     def task_order(self, seed: int) -> list[Task]:
         """The train tasks of seed ``seed``'s episodes, drawn in advance (one per step at most)."""
@@ -147,8 +148,12 @@ class Runner:
         cfg = self.cfg
         none = ccs([self.env.run(t, t.buggy).all_passed for t in self.test])
         rng = random.Random(f"random-policy:{seed}")
-        finals = episodes(self.env, lambda s, texts: [rng.randrange(len(t) + 1) for t in texts],
-                          self.test, cfg.horizon)  # fmt: skip
+        finals = episodes(
+            self.env,
+            lambda s, texts: [rng.randrange(len(t) + 1) for t in texts],
+            self.test,
+            cfg.horizon,
+        )
         rand = ccs_sir(self.env, self.test, finals)[0]
 
         def propose_fn(task: Task) -> Callable[[str], list[str]]:
@@ -161,8 +166,13 @@ class Runner:
         start_ccs, start_sir = ccs_sir(
             self.env, self.test, episodes(self.env, greedy(policy), self.test, cfg.horizon)
         )
-        out = {"no_refinement": none, "random": rand, "oracle": self._oracle,
-               "pretrained": start_ccs, "pretrained_sir": start_sir}  # fmt: skip
+        out = {
+            "no_refinement": none,
+            "random": rand,
+            "oracle": self._oracle,
+            "pretrained": start_ccs,
+            "pretrained_sir": start_sir,
+        }
         for condition in cfg.conditions:
             team = team_preference(condition, seed)
             out[f"pretrained_preference[{condition}]"] = preference_agreement(
@@ -185,20 +195,39 @@ class Runner:
         cfg, env = self.cfg, self.env
         torch.set_num_threads(1)  # tiny models: one thread is fastest on a small machine
         base = "ours" if switches is not None else method
-        ppo_cfg = replace(self.ppo, seed=seed, lr=cfg.lr, minibatch_size=cfg.minibatch_size,
-                          **(switches if switches is not None else METHODS[method]))  # fmt: skip
+        ppo_cfg = replace(
+            self.ppo,
+            seed=seed,
+            lr=cfg.lr,
+            minibatch_size=cfg.minibatch_size,
+            **(switches if switches is not None else METHODS[method]),
+        )
         tr_cfg = replace(self.trust_region, total_steps=cfg.anneal_steps)
         policy = self.start.build(seed)
-        learner = (UATRPOLearner(policy, ppo_cfg, tr_cfg, self.ua) if base == "ua-trpo"
-                   else PPOLearner(policy, ppo_cfg, tr_cfg))  # fmt: skip
+        learner = (
+            UATRPOLearner(policy, ppo_cfg, tr_cfg, self.ua)
+            if base == "ua-trpo"
+            else PPOLearner(policy, ppo_cfg, tr_cfg)
+        )
         estimator = ConfidenceEstimator(self.confidence_cfg, self.encoder, self.encoder, seed=seed)
-        rmodel = (RewardModel(self.encoder, self.reward_model_cfg, seed) if base == "hp-ppo"
-                  else None)  # fmt: skip
+        rmodel = (
+            RewardModel(self.encoder, self.reward_model_cfg, seed) if base == "hp-ppo" else None
+        )
         pool = make_pool(condition, cfg.reviewers, seed)
         team = team_preference(condition, seed)
         run_id = f"{method}:{condition}:{seed}"
-        channel = FeedbackChannel(env, self.encoder, pool, team, condition, seed, run_id,
-                                  estimator, rmodel, cfg.feedback_log)  # fmt: skip
+        channel = FeedbackChannel(
+            env,
+            self.encoder,
+            pool,
+            team,
+            condition,
+            seed,
+            run_id,
+            estimator,
+            rmodel,
+            cfg.feedback_log,
+        )
         truth = {r.id: r.reliability for r in pool}
         result = RunOutcome(method, condition, seed, policy=self.start.label, reviewer_truth=truth)
         act_gen = torch.Generator().manual_seed(seed)
@@ -225,8 +254,9 @@ class Runner:
                     chosen = cands[action - 1]
                     review, (draft,) = channel.review("train", task, source, chosen)
                     ran = tests_run(seed, task, source, chosen.source, cfg.exec_fraction)
-                    extra = channel.deliver(exp, "train", task, source, cands, review, draft, ran,
-                                            learner.policy)  # fmt: skip
+                    extra = channel.deliver(
+                        exp, "train", task, source, cands, review, draft, ran, learner.policy
+                    )
                     extras += [extra] if extra is not None else []
                     source = chosen.source
                 pending.append(exp)
@@ -250,8 +280,9 @@ class Runner:
         result.preference = preference_agreement(preference_decisions(env, policy, self.test, team))
         self._reviewer_estimates(result, estimator, channel, truth, ppo_cfg.smoothing)
         threshold = tr_cfg.gate_threshold if ppo_cfg.use_confidence else None
-        result.ccs_in_use = ccs_in_use(env, policy, self.test, cfg.horizon, channel, estimator,
-                                       threshold, ppo_cfg.smoothing)  # fmt: skip
+        result.ccs_in_use = ccs_in_use(
+            env, policy, self.test, cfg.horizon, channel, estimator, threshold, ppo_cfg.smoothing
+        )
         result.hfu, result.nrr = follow_probes(
             env, policy, self.test, channel, cfg.probe_reviewers, cfg.follow_margin, update
         )
@@ -295,21 +326,28 @@ class Runner:
         ppo_cfg: PPOConfig,
     ) -> dict[str, float]:
         """Thetas at update time -> shaped rewards -> buffer -> one update."""
-        thetas = [None if e.feedback_id is None
-                  else estimator.confidence(e.feedback_id, smoothed=ppo_cfg.smoothing)
-                  for e in pending]  # fmt: skip
+        thetas = [
+            None
+            if e.feedback_id is None
+            else estimator.confidence(e.feedback_id, smoothed=ppo_cfg.smoothing)
+            for e in pending
+        ]
         signals = [e.signal for e in pending]
         extra: dict[str, float] = {}
         if rmodel is not None:
             extra["reward_model_loss"] = rmodel.refresh()
             acted = [i for i, e in enumerate(pending) if e.action != STOP]
-            values = rmodel.signal([pending[i].state for i in acted],
-                                   [pending[i].texts[pending[i].action - 1] for i in acted])  # fmt: skip
+            values = rmodel.signal(
+                [pending[i].state for i in acted],
+                [pending[i].texts[pending[i].action - 1] for i in acted],
+            )
             signals = [None] * len(pending)
             for i, v in zip(acted, values):
                 signals[i] = v
-        rewards = [learner.controller.reward(e.r_env, e.step, th, s)
-                   for e, th, s in zip(pending, thetas, signals)]  # fmt: skip
+        rewards = [
+            learner.controller.reward(e.r_env, e.step, th, s)
+            for e, th, s in zip(pending, thetas, signals)
+        ]
         buffer = learner.transitions_from(
             [e.state for e in pending],
             [e.texts for e in pending],
@@ -322,9 +360,12 @@ class Runner:
         )
         diag = learner.update(buffer)
         raw = [t for t in thetas if t is not None]
-        diag.update(extra, step=float(pending[-1].step + 1),
-                    mean_raw_theta=float(np.mean(raw)) if raw else float("nan"),
-                    mean_reward=float(np.mean(rewards)))  # fmt: skip
+        diag.update(
+            extra,
+            step=float(pending[-1].step + 1),
+            mean_raw_theta=float(np.mean(raw)) if raw else float("nan"),
+            mean_reward=float(np.mean(rewards)),
+        )
         return diag
 
     def close(self) -> None:

@@ -99,6 +99,17 @@ def quick_config(cfg: BenchConfig) -> BenchConfig:
     """The CI smoke-test size of ``cfg``: few tasks, few steps, one seed, and only the mixed
     condition when all three were asked for."""
     conditions = ("mixed",) if len(cfg.conditions) > 1 else cfg.conditions
-    return replace(cfg, conditions=conditions, seeds=1, steps=32, batch=16, train_tasks=6,
-                   test_tasks=4, bug_seeds=1, eval_points=2, minibatch_size=8, reviewers=6,
-                   probe_reviewers=2)  # fmt: skip
+    return replace(
+        cfg,
+        conditions=conditions,
+        seeds=1,
+        steps=32,
+        batch=16,
+        train_tasks=6,
+        test_tasks=4,
+        bug_seeds=1,
+        eval_points=2,
+        minibatch_size=8,
+        reviewers=6,
+        probe_reviewers=2,
+    )

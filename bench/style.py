@@ -33,10 +33,22 @@ def style_counts(sources: Sequence[str]) -> list[int]:
         for i, src in enumerate(sources):
             Path(tmp, f"s{i}.py").write_text(src)
         done = subprocess.run(
-            [find_ruff_bin(), "check", "--isolated", "--no-cache", "--exit-zero",
-             "--select", STYLE_RULES, "--output-format", "json", tmp],
-            capture_output=True, text=True, check=True,
-        )  # fmt: skip
+            [
+                find_ruff_bin(),
+                "check",
+                "--isolated",
+                "--no-cache",
+                "--exit-zero",
+                "--select",
+                STYLE_RULES,
+                "--output-format",
+                "json",
+                tmp,
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
     counts = [0] * len(sources)
     for diag in json.loads(done.stdout or "[]"):
         code = diag.get("code") or ""
@@ -55,11 +67,36 @@ def style_count(source: str) -> int:
 # ---------------------------------------------------------------------------------------------
 
 _COMPOUND = frozenset(
-    {"if", "elif", "else", "for", "while", "try", "except", "finally", "with", "def", "class",
-     "async", "match", "case", "@"}
-)  # fmt: skip
-_SIMPLE_STMT = (ast.Assign, ast.AugAssign, ast.AnnAssign, ast.Expr, ast.Return, ast.Pass,
-                ast.Break, ast.Continue, ast.Raise, ast.Delete)  # fmt: skip
+    {
+        "if",
+        "elif",
+        "else",
+        "for",
+        "while",
+        "try",
+        "except",
+        "finally",
+        "with",
+        "def",
+        "class",
+        "async",
+        "match",
+        "case",
+        "@",
+    }
+)
+_SIMPLE_STMT = (
+    ast.Assign,
+    ast.AugAssign,
+    ast.AnnAssign,
+    ast.Expr,
+    ast.Return,
+    ast.Pass,
+    ast.Break,
+    ast.Continue,
+    ast.Raise,
+    ast.Delete,
+)
 
 
 @dataclass(frozen=True)

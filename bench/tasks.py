@@ -48,10 +48,23 @@ from .oracle import (
 from .style import STYLE_RULES, style_count, style_counts, style_options
 
 __all__ = [
-    "BUILD_SANDBOX", "STYLE_RULES", "EditInfo", "OracleResult", "ProposeFn", "Task",
-    "build_tasks", "default_cache_dir", "family_coverage", "fix_in_first_step", "make_tasks",
-    "operator_proposer", "oracle", "split_tasks", "style_count", "style_counts",
-]  # fmt: skip
+    "BUILD_SANDBOX",
+    "STYLE_RULES",
+    "EditInfo",
+    "OracleResult",
+    "ProposeFn",
+    "Task",
+    "build_tasks",
+    "default_cache_dir",
+    "family_coverage",
+    "fix_in_first_step",
+    "make_tasks",
+    "operator_proposer",
+    "oracle",
+    "split_tasks",
+    "style_count",
+    "style_counts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -118,8 +131,9 @@ def _code_version() -> str:
     modules += sorted(Path(repairs.__file__).parent.glob("*.py"))
     for path in modules:
         digest.update(path.read_bytes())
-    digest.update(subprocess.run([find_ruff_bin(), "--version"], capture_output=True,
-                                 check=True).stdout)  # fmt: skip
+    digest.update(
+        subprocess.run([find_ruff_bin(), "--version"], capture_output=True, check=True).stdout
+    )
     return digest.hexdigest()[:16]
 
 

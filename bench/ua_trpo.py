@@ -89,8 +89,13 @@ def step_length(v: torch.Tensor, metric: torch.Tensor, delta: float) -> float:
 
 
 def kl_limit(
-    v: torch.Tensor, fisher_eigs: torch.Tensor, covariance: torch.Tensor, c: float, rn2: float,
-    delta: float, slack: float,
+    v: torch.Tensor,
+    fisher_eigs: torch.Tensor,
+    covariance: torch.Tensor,
+    c: float,
+    rn2: float,
+    delta: float,
+    slack: float,
 ) -> float:
     """Largest KL the line search accepts: slack delta v^T F v / (v^T F v + c Rn2 v^T S v)."""
     vfv = float(v @ (fisher_eigs * v))
@@ -130,7 +135,9 @@ class UATRPOLearner(PPOLearner):
         items = tensors.values() if isinstance(tensors, dict) else tensors
         return torch.cat([t.reshape(-1) for t in items])
 
-    def _fisher_subspace(self, states: list[str], candidates: list[list[str]]) -> tuple[torch.Tensor, torch.Tensor]:
+    def _fisher_subspace(
+        self, states: list[str], candidates: list[list[str]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """(U [d, r], eigenvalues [r]) of F ~= Y Y^T / r (see the module docstring, step 2)."""
         params = [p for p in self.policy.parameters() if p.requires_grad]
         out = self.policy(states, candidates)
@@ -141,10 +148,14 @@ class UATRPOLearner(PPOLearner):
         for j in range(self.ua.rank):
             g = torch.randn(logp.shape, generator=self.generator)
             proj = (logp * weight * g).sum() / math.sqrt(len(states))
-            grads = torch.autograd.grad(proj, params, retain_graph=j < self.ua.rank - 1,
-                                        allow_unused=True)  # fmt: skip
-            cols.append(self._flat([torch.zeros_like(p) if gr is None else gr
-                                    for p, gr in zip(params, grads)]))  # fmt: skip
+            grads = torch.autograd.grad(
+                proj, params, retain_graph=j < self.ua.rank - 1, allow_unused=True
+            )
+            cols.append(
+                self._flat(
+                    [torch.zeros_like(p) if gr is None else gr for p, gr in zip(params, grads)]
+                )
+            )
         u, sigma, _ = torch.linalg.svd(torch.stack(cols, 1), full_matrices=False)
         return u, sigma.pow(2) / self.ua.rank
 
@@ -159,8 +170,12 @@ class UATRPOLearner(PPOLearner):
         actions = torch.tensor([t.action for t in samples], dtype=torch.long)
         old_values = buffer.column("value")
         advantages, returns = generalized_advantages(
-            buffer.column("reward"), old_values, buffer.column("done"), buffer.column("lam"),
-            self.cfg.gamma, last_value,
+            buffer.column("reward"),
+            old_values,
+            buffer.column("done"),
+            buffer.column("lam"),
+            self.cfg.gamma,
+            last_value,
         )
         if n > 1:
             advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -169,10 +184,14 @@ class UATRPOLearner(PPOLearner):
         old = {k: v.detach().clone() for k, v in self.policy.named_parameters() if k in names}
         self.policy.eval()
 
-        def surrogate(params: dict[str, torch.Tensor], idx: torch.Tensor,
-                      old_lp: torch.Tensor) -> torch.Tensor:
-            out = functional_call(self.policy, params, ([states[i] for i in idx.tolist()],
-                                                        [cands[i] for i in idx.tolist()]))  # fmt: skip
+        def surrogate(
+            params: dict[str, torch.Tensor], idx: torch.Tensor, old_lp: torch.Tensor
+        ) -> torch.Tensor:
+            out = functional_call(
+                self.policy,
+                params,
+                ([states[i] for i in idx.tolist()], [cands[i] for i in idx.tolist()]),
+            )
             lp = out.log_probs.gather(1, actions[idx].view(-1, 1)).squeeze(1)
             return ((lp - old_lp).exp() * advantages[idx]).mean()
 
@@ -217,15 +236,25 @@ class UATRPOLearner(PPOLearner):
         step_norm = float(full_step.norm()) * (ua.backtrack**accepted if accepted >= 0 else 0.0)
         self.updates += 1
         diagnostics = {
-            "update": float(self.updates), "samples": float(n), "approx_kl": kl,
-            "kl_limit": limit, "rn2": rn2, "step_length": beta, "backtracks": float(accepted),
-            "value_loss": value_loss, "clip_fraction": float("nan"),
+            "update": float(self.updates),
+            "samples": float(n),
+            "approx_kl": kl,
+            "kl_limit": limit,
+            "rn2": rn2,
+            "step_length": beta,
+            "backtracks": float(accepted),
+            "value_loss": value_loss,
+            "clip_fraction": float("nan"),
             "explained_variance": explained_variance(old_values, returns),
-            "mean_theta": float(theta.mean()), "mean_delta": ua.delta, "mean_gate": 1.0,
-            "mean_lambda": float(buffer.column("lam").mean()), "update_norm": step_norm,
+            "mean_theta": float(theta.mean()),
+            "mean_delta": ua.delta,
+            "mean_gate": 1.0,
+            "mean_lambda": float(buffer.column("lam").mean()),
+            "update_norm": step_norm,
             "mean_abs_log_ratio": float(shift.mean()),
-            "fisher_top_eig": float(eigs.max()), "grad_cov_trace": float(torch.trace(cov)),
-        }  # fmt: skip
+            "fisher_top_eig": float(eigs.max()),
+            "grad_cov_trace": float(torch.trace(cov)),
+        }
         diagnostics.update(confidence_bin_diagnostics(theta, shift))
         self.history.append(diagnostics)
         return diagnostics
@@ -240,7 +269,9 @@ class UATRPOLearner(PPOLearner):
                 params[name].copy_(value + step[offset : offset + size].view_as(value))
                 offset += size
 
-    def _fit_values(self, states: list[str], cands: list[list[str]], returns: torch.Tensor) -> float:
+    def _fit_values(
+        self, states: list[str], cands: list[list[str]], returns: torch.Tensor
+    ) -> float:
         """Adam steps of the value head toward the returns; the last step's loss."""
         with torch.no_grad():
             state_h, _ = self.policy.encode(states, cands)  # type: ignore[attr-defined]

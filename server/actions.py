@@ -19,22 +19,34 @@ from .trainer_link import NO_TRAINER
 KIND = types.CodeActionKind.RefactorRewrite
 
 
-def workspace_edit(doc: TextDocument | None, offer: Offer,
-                   caps: types.ClientCapabilities) -> types.WorkspaceEdit:
+def workspace_edit(
+    doc: TextDocument | None, offer: Offer, caps: types.ClientCapabilities
+) -> types.WorkspaceEdit:
     """The offer's change as a WorkspaceEdit against ``doc``, the document's current version."""
     if doc is None or doc.source != offer.source:
-        raise JsonRpcInvalidParams("the document changed since this refinement was offered; "
-                                   "ask for code actions again")
+        raise JsonRpcInvalidParams(
+            "the document changed since this refinement was offered; ask for code actions again"
+        )
     first, last, text, end_col = minimal_change(offer.source, offer.candidate.source)
     edit = types.TextEdit(
         range=types.Range(types.Position(first, 0), types.Position(last, end_col)),
         new_text=text,
     )
-    if caps.workspace and caps.workspace.workspace_edit and caps.workspace.workspace_edit.document_changes:
-        return types.WorkspaceEdit(document_changes=[types.TextDocumentEdit(
-            text_document=types.OptionalVersionedTextDocumentIdentifier(doc.uri, doc.version),
-            edits=[edit],
-        )])
+    if (
+        caps.workspace
+        and caps.workspace.workspace_edit
+        and caps.workspace.workspace_edit.document_changes
+    ):
+        return types.WorkspaceEdit(
+            document_changes=[
+                types.TextDocumentEdit(
+                    text_document=types.OptionalVersionedTextDocumentIdentifier(
+                        doc.uri, doc.version
+                    ),
+                    edits=[edit],
+                )
+            ]
+        )
     return types.WorkspaceEdit(changes={doc.uri: [edit]})
 
 
@@ -57,16 +69,24 @@ def action_title(offer: Offer, probability: float, verified: str | None) -> str:
     return f"trustfix: {offer.title}{check} (p={probability:.2f})"
 
 
-def code_action(offer: Offer, probability: float, verified: str | None,
-                doc: TextDocument | None,
-                caps: types.ClientCapabilities) -> types.CodeAction | types.Command:
+def code_action(
+    offer: Offer,
+    probability: float,
+    verified: str | None,
+    doc: TextDocument | None,
+    caps: types.ClientCapabilities,
+) -> types.CodeAction | types.Command:
     """The code action (or, for old clients, the command) of one offer."""
     title = action_title(offer, probability, verified)
     command = types.Command(title=title, command="trustfix.accept", arguments=[offer.id])
     if not has_literals(caps):
         return command
-    action = types.CodeAction(title=title, kind=KIND, command=command,
-                              data={"suggestionId": offer.id, "probability": probability})
+    action = types.CodeAction(
+        title=title,
+        kind=KIND,
+        command=command,
+        data={"suggestionId": offer.id, "probability": probability},
+    )
     if not resolves_edit(caps):
         action.edit = workspace_edit(doc, offer, caps)
     return action
@@ -82,17 +102,27 @@ def diagnostics_for(ranking: Ranking) -> list[types.Diagnostic]:
     fixed = {(c.proposer, c.line) for c in ranking.candidates}
     for finding in ranking.findings:
         inside = ranking.unit.start_line <= finding.line <= ranking.unit.end_line
-        if inside and finding.line not in lines and any(
-            proposer.startswith(finding.tool) and line == finding.line for proposer, line in fixed
+        if (
+            inside
+            and finding.line not in lines
+            and any(
+                proposer.startswith(finding.tool) and line == finding.line
+                for proposer, line in fixed
+            )
         ):
-            lines[finding.line] = hint(finding.line, f"{finding.code} {finding.message}; "
-                                       f"trustfix has a refinement (p={best:.2f})", finding.code)
+            lines[finding.line] = hint(
+                finding.line,
+                f"{finding.code} {finding.message}; trustfix has a refinement (p={best:.2f})",
+                finding.code,
+            )
     top = ranking.order[0]
     candidate = ranking.candidates[top]
     if ranking.prob(top) > ranking.stop_prob and candidate.line not in lines:
         lines[candidate.line] = hint(
-            candidate.line, f"trustfix: {candidate.title} (p={ranking.prob(top):.2f})",
-            candidate.proposer)
+            candidate.line,
+            f"trustfix: {candidate.title} (p={ranking.prob(top):.2f})",
+            candidate.proposer,
+        )
     return list(lines.values())
 
 
@@ -100,26 +130,43 @@ def hint(line: int, message: str, code: str) -> types.Diagnostic:
     """A hint diagnostic on 1-based ``line``."""
     return types.Diagnostic(
         range=types.Range(types.Position(line - 1, 0), types.Position(line, 0)),
-        message=message, severity=types.DiagnosticSeverity.Hint, source="trustfix", code=code,
+        message=message,
+        severity=types.DiagnosticSeverity.Hint,
+        source="trustfix",
+        code=code,
     )
 
 
-def explain(ranking: Ranking, top_k: int, reviewer: str, trainer_note: str = NO_TRAINER,
-            trust: dict[str, float] | None = None) -> str:
+def explain(
+    ranking: Ranking,
+    top_k: int,
+    reviewer: str,
+    trainer_note: str = NO_TRAINER,
+    trust: dict[str, float] | None = None,
+) -> str:
     """Markdown for the hover: how the policy ranked this unit's refinements."""
-    policy = (f"policy v{ranking.policy_version}" if ranking.policy_version is not None
-              else "a fresh, untrained policy (no checkpoint yet)")
-    heading = (f"**trustfix** — `{ranking.unit.qualname}`: {len(ranking.candidates)} candidate "
-               f"refinements ranked by {policy}")
+    policy = (
+        f"policy v{ranking.policy_version}"
+        if ranking.policy_version is not None
+        else "a fresh, untrained policy (no checkpoint yet)"
+    )
+    heading = (
+        f"**trustfix** — `{ranking.unit.qualname}`: {len(ranking.candidates)} candidate "
+        f"refinements ranked by {policy}"
+    )
     lines = [heading, ""]
     for rank, index in enumerate(ranking.order[:top_k], 1):
         c = ranking.candidates[index]
-        lines.append(f"{rank}. {c.title} — p={ranking.prob(index):.2f} ({c.proposer}, line {c.line})")
+        lines.append(
+            f"{rank}. {c.title} — p={ranking.prob(index):.2f} ({c.proposer}, line {c.line})"
+        )
     lines += ["", f"Leave as is (STOP): p={ranking.stop_prob:.2f}", ""]
     if trust is None:
         lines.append(f"Trust in your feedback ({reviewer}): not reported yet — {trainer_note}.")
     else:
-        lines.append(f"Trust in your feedback ({reviewer}): {trust['theta']:.2f} "
-                     f"(α {trust['alpha']:.1f}, β {trust['beta']:.1f}, {trust['count']} items), "
-                     "as the trainer estimates it.")
+        lines.append(
+            f"Trust in your feedback ({reviewer}): {trust['theta']:.2f} "
+            f"(α {trust['alpha']:.1f}, β {trust['beta']:.1f}, {trust['count']} items), "
+            "as the trainer estimates it."
+        )
     return "\n".join(lines)

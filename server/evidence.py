@@ -54,7 +54,9 @@ def test_files_importing(root: Path, module: str, limit: int = MAX_TEST_FILES) -
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in _SKIP and not d.startswith(".")]
         for name in filenames:
-            if not (name.startswith("test_") or name.endswith("_test.py")) or not name.endswith(".py"):
+            if not (name.startswith("test_") or name.endswith("_test.py")) or not name.endswith(
+                ".py"
+            ):
                 continue
             path = Path(dirpath) / name
             try:
@@ -70,8 +72,14 @@ def test_files_importing(root: Path, module: str, limit: int = MAX_TEST_FILES) -
 def run_command(command: str, root: Path, timeout: float) -> TestOutcome:
     """Run the configured ``testCommand`` in ``root``; passed/failed count the command itself."""
     try:
-        proc = subprocess.run(shlex.split(command), cwd=root, capture_output=True, text=True,
-                              check=False, timeout=timeout)
+        proc = subprocess.run(
+            shlex.split(command),
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
     except subprocess.TimeoutExpired:
         return TestOutcome(command, 0, 1, -1, f"timed out after {timeout:.0f} s")
     except OSError as error:
@@ -81,25 +89,43 @@ def run_command(command: str, root: Path, timeout: float) -> TestOutcome:
     return TestOutcome(command, int(ok), int(not ok), proc.returncode, tail[0][:500])
 
 
-def run_pytest(root: Path, module_path: Path, text: str, tests: list[Path],
-               timeout: float) -> TestOutcome:
+def run_pytest(
+    root: Path, module_path: Path, text: str, tests: list[Path], timeout: float
+) -> TestOutcome:
     """pytest on copies of ``tests`` beside ``text`` saved as ``module_path``'s name."""
     with tempfile.TemporaryDirectory(prefix="trustfix-tests-") as tmp:
         work = Path(tmp)
         (work / module_path.name).write_text(text)
         copies = []
         for i, test in enumerate(tests):
-            target = work / f"{test.stem}_{i}.py" if (work / test.name).exists() else work / test.name
+            target = (
+                work / f"{test.stem}_{i}.py" if (work / test.name).exists() else work / test.name
+            )
             shutil.copyfile(test, target)
             copies.append(target.name)
         report = work / "junit.xml"
-        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                   f"--junitxml={report}", *copies]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            f"--junitxml={report}",
+            *copies,
+        ]
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([tmp, str(root)])}
         shown = "pytest " + " ".join(str(t.relative_to(root)) for t in tests)
         try:
-            proc = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True,
-                                  check=False, timeout=timeout)
+            proc = subprocess.run(
+                command,
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=timeout,
+            )
         except subprocess.TimeoutExpired:
             return TestOutcome(shown, 0, 1, -1, f"timed out after {timeout:.0f} s")
         passed = failed = 0
@@ -110,4 +136,6 @@ def run_pytest(root: Path, module_path: Path, text: str, tests: list[Path],
                 failed += bad
                 passed += total - bad - int(suite.get("skipped", 0))
         lines = proc.stdout.strip().splitlines()
-        return TestOutcome(shown, passed, failed, proc.returncode, (lines[-1] if lines else "")[:500])
+        return TestOutcome(
+            shown, passed, failed, proc.returncode, (lines[-1] if lines else "")[:500]
+        )

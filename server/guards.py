@@ -71,7 +71,11 @@ def analyse_bounded(
         return NOTHING
     try:
         return analyse(
-            source, unit, filename, semgrep, settings.max_candidates,
+            source,
+            unit,
+            filename,
+            semgrep,
+            settings.max_candidates,
             budget=settings.candidate_budget,
         )
     except RecursionError:

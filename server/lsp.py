@@ -65,8 +65,13 @@ STATUS = "trustfix/status"
 ADVANCE_CLOCK = "trustfix/advanceClock"
 """Client -> server request ``{seconds}`` (only with ``serve --manual-clock``, for tests): move
 the offers' clock and run one round of offer bookkeeping; answers ``{time, offers}``."""
-COMMANDS = ("trustfix.accept", "trustfix.reject", "trustfix.rate", "trustfix.comment",
-            "trustfix.trust")
+COMMANDS = (
+    "trustfix.accept",
+    "trustfix.reject",
+    "trustfix.rate",
+    "trustfix.comment",
+    "trustfix.trust",
+)
 RANKING_CACHE = 256
 """Rankings kept (by document content and unit)."""
 
@@ -74,12 +79,14 @@ RANKING_CACHE = 256
 class TrustfixServer(LanguageServer):
     """The language server with its settings, trainer link, policy host and offers."""
 
-    def __init__(self, settings: ServerSettings | None = None,
-                 clock: Clock = time.monotonic) -> None:
+    def __init__(
+        self, settings: ServerSettings | None = None, clock: Clock = time.monotonic
+    ) -> None:
         super().__init__("trustfix", "0.1.0")
         self.settings = settings or ServerSettings()
-        self.link = TrainerLink(on_trust=self._trust_reported, on_error=self._warn,
-                                on_policy=self._policy_installed)
+        self.link = TrainerLink(
+            on_trust=self._trust_reported, on_error=self._warn, on_policy=self._policy_installed
+        )
         self.policy: PolicyHost | None = None
         self.trust: dict[str, float] | None = None
         """The reviewer's ``{alpha, beta, theta, count}`` as the trainer last reported it."""
@@ -88,8 +95,9 @@ class TrustfixServer(LanguageServer):
         self.semgrep: SemgrepCache | None = None
         self.rankings: OrderedDict[tuple[Any, ...], Ranking] = OrderedDict()
         self.offers = OfferBook(clock)
-        self.verifier = Verifier(self.settings.verify_candidates, self.settings.verify_budget_s,
-                                 on_done=self._verified)
+        self.verifier = Verifier(
+            self.settings.verify_candidates, self.settings.verify_budget_s, on_done=self._verified
+        )
         self.refreshes: dict[str, asyncio.Task[None]] = {}
         self.tasks: set[asyncio.Task[Any]] = set()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -113,8 +121,11 @@ class TrustfixServer(LanguageServer):
         self.loop = asyncio.get_running_loop()
         self.started = True
         self.semgrep = SemgrepCache()
-        self.policy = PolicyHost(self.settings.checkpoints, self.settings.checkpoint_poll_s,
-                                 on_change=self._policy_changed)
+        self.policy = PolicyHost(
+            self.settings.checkpoints,
+            self.settings.checkpoint_poll_s,
+            on_change=self._policy_changed,
+        )
         self.policy.start()
         self.link.start()
         self.spawn(self.tick())
@@ -139,8 +150,10 @@ class TrustfixServer(LanguageServer):
     def _warn(self, message: str) -> None:
         """Called in the link's thread: show a warning to the reviewer."""
         if self.loop is not None:
-            self.loop.call_soon_threadsafe(self.window_show_message, types.ShowMessageParams(
-                type=types.MessageType.Warning, message=message))
+            self.loop.call_soon_threadsafe(
+                self.window_show_message,
+                types.ShowMessageParams(type=types.MessageType.Warning, message=message),
+            )
 
     def _policy_installed(self) -> None:
         """Called in the subscriber's thread: the trainer's new version is in the folder."""
@@ -162,11 +175,13 @@ class TrustfixServer(LanguageServer):
     def _announce_policy(self, fresh: bool) -> None:
         if fresh and not self.fresh_said:
             self.fresh_said = True
-            self.window_log_message(types.LogMessageParams(
-                type=types.MessageType.Info,
-                message=f"trustfix: no policy checkpoint in {self.settings.checkpoints}; "
-                        "ranking with a fresh, untrained policy",
-            ))
+            self.window_log_message(
+                types.LogMessageParams(
+                    type=types.MessageType.Info,
+                    message=f"trustfix: no policy checkpoint in {self.settings.checkpoints}; "
+                    "ranking with a fresh, untrained policy",
+                )
+            )
         self.send_status()
 
     def _trust_reported(self, trust: dict[str, float] | None) -> None:
@@ -182,9 +197,14 @@ class TrustfixServer(LanguageServer):
     def send_status(self) -> None:
         """Send ``trustfix/status``."""
         version = self.policy.version if self.policy else None
-        self.protocol.notify(STATUS, {"policyVersion": version,
-                                      "trust": self.trust["theta"] if self.trust else None,
-                                      "reviewer": self.settings.reviewer})
+        self.protocol.notify(
+            STATUS,
+            {
+                "policyVersion": version,
+                "trust": self.trust["theta"] if self.trust else None,
+                "reviewer": self.settings.reviewer,
+            },
+        )
 
     def close(self) -> None:
         """Stop the threads; the events handed over are stored and the outbox closed."""
@@ -215,8 +235,11 @@ class TrustfixServer(LanguageServer):
         lines = doc.lines
         if position.line >= len(lines):
             return None
-        column = len(lines[position.line].encode("utf-16-le")[: 2 * position.character]
-                     .decode("utf-16-le", errors="ignore"))
+        column = len(
+            lines[position.line]
+            .encode("utf-16-le")[: 2 * position.character]
+            .decode("utf-16-le", errors="ignore")
+        )
         unit = unit_at(doc.source, position.line + 1, column)
         if unit is None or unit.end_line - unit.start_line >= self.settings.max_unit_lines:
             return None
@@ -248,8 +271,9 @@ class TrustfixServer(LanguageServer):
             self.rankings.popitem(last=False)
         return ranking
 
-    def make_offers(self, doc: TextDocument, ranking: Ranking,
-                    cursor_line: int | None = None) -> list[Offer]:
+    def make_offers(
+        self, doc: TextDocument, ranking: Ranking, cursor_line: int | None = None
+    ) -> list[Offer]:
         """The top-k offers of a ranking (verified ones first, see :func:`offer_order`), each
         recorded once as a Suggestion.  Candidates not yet verified are verified in the
         background, in the order they would be offered, when the workspace has tests for them."""
@@ -259,17 +283,30 @@ class TrustfixServer(LanguageServer):
         margin = self.settings.near_cursor_margin
         root, path = self.workspace.root_path, to_fs_path(doc.uri)
         if root and path and ranking.candidates and self.settings.verify_candidates:
-            self.verifier.submit(doc.uri, Path(root), Path(path), doc.source, ranking,
-                                 offer_order(ranking, {}, focus, margin))
+            self.verifier.submit(
+                doc.uri,
+                Path(root),
+                Path(path),
+                doc.source,
+                ranking,
+                offer_order(ranking, {}, focus, margin),
+            )
         verdicts = self.verifier.known(doc.source, ranking)
         order = offer_order(ranking, verdicts, focus, margin)[: self.settings.top_k]
-        key = (doc.uri, content_hash(doc.source), ranking.unit.start_byte, ranking.policy_version,
-               tuple(order))
+        key = (
+            doc.uri,
+            content_hash(doc.source),
+            ranking.unit.start_byte,
+            ranking.policy_version,
+            tuple(order),
+        )
         known = self.offers.open_offers(key)
         if known is not None:
             return known
-        offers = [Offer(uuid4().hex, doc.uri, doc.source, ranking, index,
-                        verdict=verdicts.get(index)) for index in order]
+        offers = [
+            Offer(uuid4().hex, doc.uri, doc.source, ranking, index, verdict=verdicts.get(index))
+            for index in order
+        ]
         for rank, offer in enumerate(offers):
             offer.event = self.link.suggestion_event(offer, rank)
             self.link.record(offer.event)
@@ -283,15 +320,20 @@ class TrustfixServer(LanguageServer):
     # -- edits ----------------------------------------------------------------------------
     def workspace_edit(self, offer: Offer) -> types.WorkspaceEdit:
         """The offer's change as a WorkspaceEdit against the document's current version."""
-        return actions.workspace_edit(self.workspace.text_documents.get(offer.uri), offer,
-                                      self.client_capabilities)
+        return actions.workspace_edit(
+            self.workspace.text_documents.get(offer.uri), offer, self.client_capabilities
+        )
 
     def action(self, offer: Offer) -> types.CodeAction | types.Command:
         """The code action (or, for old clients, the command) of one offer."""
         label = offer.verdict.label if offer.verdict is not None else None
-        return actions.code_action(offer, offer.ranking.prob(offer.index), label,
-                                   self.workspace.text_documents.get(offer.uri),
-                                   self.client_capabilities)
+        return actions.code_action(
+            offer,
+            offer.ranking.prob(offer.index),
+            label,
+            self.workspace.text_documents.get(offer.uri),
+            self.client_capabilities,
+        )
 
     def offer_from(self, args: tuple[Any, ...], types_: tuple[type, ...]) -> Offer:
         """The offer named by a command's first argument; checks the argument count and types."""
@@ -315,7 +357,7 @@ class TrustfixServer(LanguageServer):
             try:
                 await self.work_done_progress.create_async(token)
                 self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title))
-            except Exception as error:  # noqa: BLE001 - a client may refuse progress
+            except Exception as error:
                 log.debug("no progress for %s: %s", title, error)
                 token = None
         try:
@@ -354,14 +396,16 @@ class TrustfixServer(LanguageServer):
             log.exception("diagnostics for %s failed", uri)
             return
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri, found, version=version))
+            types.PublishDiagnosticsParams(uri, found, version=version)
+        )
 
     async def scan(self, uri: str, source: str) -> None:
         """semgrep on ``source`` in the background; diagnostics again once it is done."""
         try:
-            await self.progress("trustfix: semgrep",
-                                asyncio.wrap_future(self.semgrep.submit(source)))
-        except Exception as error:  # noqa: BLE001 - semgrep is optional
+            await self.progress(
+                "trustfix: semgrep", asyncio.wrap_future(self.semgrep.submit(source))
+            )
+        except Exception as error:
             log.warning("semgrep failed: %s", error)
             return
         doc = self.workspace.text_documents.get(uri)
@@ -384,18 +428,28 @@ class TrustfixServer(LanguageServer):
             job = partial(run_command, settings.test_command, Path(root), settings.test_timeout_s)
         else:
             tests = await loop.run_in_executor(
-                self.background, test_files_importing, Path(root), Path(path).stem)
+                self.background, test_files_importing, Path(root), Path(path).stem
+            )
             if not tests:
                 return
-            job = partial(run_pytest, Path(root), Path(path), doc.source, tests,
-                          settings.test_timeout_s)
+            job = partial(
+                run_pytest, Path(root), Path(path), doc.source, tests, settings.test_timeout_s
+            )
         outcome: TestOutcome = await self.progress(
-            "trustfix: running tests", loop.run_in_executor(self.background, job))
+            "trustfix: running tests", loop.run_in_executor(self.background, job)
+        )
         verdict = "supports" if outcome.failed == 0 and outcome.passed > 0 else "refutes"
-        evidence = Evidence(outcome.command, outcome.passed, outcome.failed, outcome.exit_code,
-                            verdict, outcome.summary)
-        offer.event = msgspec.structs.replace(offer.event, revision=offer.event.revision + 1,
-                                              r_env=outcome.r_env, evidence=evidence)
+        evidence = Evidence(
+            outcome.command,
+            outcome.passed,
+            outcome.failed,
+            outcome.exit_code,
+            verdict,
+            outcome.summary,
+        )
+        offer.event = msgspec.structs.replace(
+            offer.event, revision=offer.event.revision + 1, r_env=outcome.r_env, evidence=evidence
+        )
         self.link.record(offer.event)
         self.last_feedback = (
             f'tests after your acceptance of "{offer.title}": {outcome.passed} passed, '
@@ -415,6 +469,7 @@ class TrustfixServer(LanguageServer):
 
     def check_offers(self) -> None:
         """One round of :meth:`tick` at the offers' clock: record the feedback found due."""
+
         def text_of(uri: str) -> str | None:
             doc = self.workspace.text_documents.get(uri)
             return None if doc is None else doc.source
@@ -464,7 +519,9 @@ def exit_(ls: TrustfixServer, params: None) -> None:
 
 
 @server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)
-def did_change_configuration(ls: TrustfixServer, params: types.DidChangeConfigurationParams) -> None:
+def did_change_configuration(
+    ls: TrustfixServer, params: types.DidChangeConfigurationParams
+) -> None:
     """Apply ``{"settings": {"trustfix": {...}}}`` without restarting."""
     settings = params.settings
     section = settings.get("trustfix") if isinstance(settings, dict) else None
@@ -492,7 +549,9 @@ def did_close(ls: TrustfixServer, params: types.DidCloseTextDocumentParams) -> N
     pending = ls.refreshes.pop(params.text_document.uri, None)
     if pending is not None:
         pending.cancel()
-    ls.text_document_publish_diagnostics(types.PublishDiagnosticsParams(params.text_document.uri, []))
+    ls.text_document_publish_diagnostics(
+        types.PublishDiagnosticsParams(params.text_document.uri, [])
+    )
 
 
 @server.feature(
@@ -543,10 +602,14 @@ async def hover(ls: TrustfixServer, params: types.HoverParams) -> types.Hover | 
     ranking = await ls.rank(doc, unit)
     if not ranking.candidates:
         return None
-    return types.Hover(contents=types.MarkupContent(
-        kind=types.MarkupKind.Markdown,
-        value=explain(ranking, ls.settings.top_k, ls.settings.reviewer, ls.trainer_note,
-                      ls.trust)))
+    return types.Hover(
+        contents=types.MarkupContent(
+            kind=types.MarkupKind.Markdown,
+            value=explain(
+                ranking, ls.settings.top_k, ls.settings.reviewer, ls.trainer_note, ls.trust
+            ),
+        )
+    )
 
 
 @server.command("trustfix.accept")
@@ -560,10 +623,15 @@ async def accept(ls: TrustfixServer, *args: Any) -> None:
     if doc is None:
         raise JsonRpcInvalidParams("the document of this suggestion is closed")
     if doc.source == offer.source:
-        result = await ls.workspace_apply_edit_async(types.ApplyWorkspaceEditParams(
-            edit=ls.workspace_edit(offer), label=f"trustfix: {offer.title}"))
+        result = await ls.workspace_apply_edit_async(
+            types.ApplyWorkspaceEditParams(
+                edit=ls.workspace_edit(offer), label=f"trustfix: {offer.title}"
+            )
+        )
         if not result.applied:
-            raise JsonRpcInvalidParams(f"the editor did not apply the edit: {result.failure_reason}")
+            raise JsonRpcInvalidParams(
+                f"the editor did not apply the edit: {result.failure_reason}"
+            )
     unit = offer.ranking.unit
     accepted = find_unit(offer.candidate.source, unit.qualname, unit.start_line)
     ls.offers.accept(offer, accepted.source if accepted is not None else "")
@@ -608,10 +676,14 @@ def trust(ls: TrustfixServer, *args: Any) -> dict[str, Any]:
     if args:
         raise JsonRpcInvalidParams("trustfix.trust takes no arguments")
     known = ls.trust or {}
-    return {"reviewer": ls.settings.reviewer, "trust": known.get("theta"),
-            "alpha": known.get("alpha"), "beta": known.get("beta"),
-            "policyVersion": ls.policy.version if ls.policy else None,
-            "lastFeedback": ls.last_feedback}
+    return {
+        "reviewer": ls.settings.reviewer,
+        "trust": known.get("theta"),
+        "alpha": known.get("alpha"),
+        "beta": known.get("beta"),
+        "policyVersion": ls.policy.version if ls.policy else None,
+        "lastFeedback": ls.last_feedback,
+    }
 
 
 @server.feature(ADVANCE_CLOCK)
@@ -620,8 +692,9 @@ def advance_clock(ls: TrustfixServer, params: Any) -> dict[str, Any]:
     clock = ls.offers.clock
     if not isinstance(clock, ManualClock):
         raise JsonRpcInvalidParams(f"{ADVANCE_CLOCK} needs `trustfix serve --manual-clock`")
-    seconds = (params.get("seconds") if isinstance(params, dict)
-               else getattr(params, "seconds", None))
+    seconds = (
+        params.get("seconds") if isinstance(params, dict) else getattr(params, "seconds", None)
+    )
     if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
         raise JsonRpcInvalidParams("seconds must be a non-negative number")
     clock.advance(float(seconds))

@@ -230,7 +230,10 @@ class OfferBook:
                     notes += track(offer, text_of(offer.uri), now, settings)
                     if offer.checkpoints_done >= len(settings.edit_checkpoints):
                         offer.finished_at = now
-                if offer.finished_at is not None and now - offer.finished_at >= settings.offer_keep_s:
+                if (
+                    offer.finished_at is not None
+                    and now - offer.finished_at >= settings.offer_keep_s
+                ):
                     self._drop(offer)
         return notes
 
@@ -252,7 +255,10 @@ def track(offer: Offer, text: str | None, now: float, settings: ServerSettings) 
     checkpoints = settings.edit_checkpoints
     elapsed = now - offer.accepted_at
     if text is None:
-        while offer.checkpoints_done < len(checkpoints) and elapsed >= checkpoints[offer.checkpoints_done]:
+        while (
+            offer.checkpoints_done < len(checkpoints)
+            and elapsed >= checkpoints[offer.checkpoints_done]
+        ):
             offer.checkpoints_done += 1
         return []
     notes: list[Note] = []
@@ -269,15 +275,27 @@ def track(offer: Offer, text: str | None, now: float, settings: ServerSettings) 
             elif now - old[1] >= settings.comment_quiet_s and comment not in offer.comments_sent:
                 offer.comments_sent.add(comment)
                 notes.append(Note(offer, "comment", {"text": comment[:MAX_TEXT]}))
-    while offer.checkpoints_done < len(checkpoints) and elapsed >= checkpoints[offer.checkpoints_done]:
+    while (
+        offer.checkpoints_done < len(checkpoints) and elapsed >= checkpoints[offer.checkpoints_done]
+    ):
         after = checkpoints[offer.checkpoints_done]
         offer.checkpoints_done += 1
         if current in (offer.accepted_text, offer.last_reported):
             continue
         offer.last_reported = current
         reverted = current.strip() == original.source.strip()
-        notes.append(Note(offer, "edit", {
-            "diff": correction(offer, current),
-            "survived": 0.0 if reverted else survival(original.source, offer.accepted_text, current),
-            "after_s": after, "text": "full revert" if reverted else None}))
+        notes.append(
+            Note(
+                offer,
+                "edit",
+                {
+                    "diff": correction(offer, current),
+                    "survived": 0.0
+                    if reverted
+                    else survival(original.source, offer.accepted_text, current),
+                    "after_s": after,
+                    "text": "full revert" if reverted else None,
+                },
+            )
+        )
     return notes

@@ -21,8 +21,13 @@ log = logging.getLogger(__name__)
 class Outbox:
     """Events waiting for the trainer's ack, in a SQLite file shared safely between threads."""
 
-    def __init__(self, path: Path, max_rows: int = 200_000, warn_rows: int | None = None,
-                 checkpoint_every_s: float | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        max_rows: int = 200_000,
+        warn_rows: int | None = None,
+        checkpoint_every_s: float | None = None,
+    ) -> None:
         """With ``checkpoint_every_s`` (``stream.wal_checkpoint_s``) a thread checkpoints the
         write-ahead log that often and no commit of :meth:`add` or :meth:`ack` waits for one."""
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -64,12 +69,20 @@ class Outbox:
                 (excess,),
             )
             self.db.conn.commit()
-            log.warning("outbox %s full (%d events): dropped the %d oldest", self.path,
-                        self.max_rows, excess)
+            log.warning(
+                "outbox %s full (%d events): dropped the %d oldest",
+                self.path,
+                self.max_rows,
+                excess,
+            )
         elif rows > self.warn_rows and not self._warned:
             self._warned = True
-            log.warning("outbox %s holds %d events (limit %d): is the trainer reachable?",
-                        self.path, rows, self.max_rows)
+            log.warning(
+                "outbox %s holds %d events (limit %d): is the trainer reachable?",
+                self.path,
+                rows,
+                self.max_rows,
+            )
         elif rows <= self.warn_rows:
             self._warned = False
 
@@ -93,13 +106,16 @@ class Outbox:
         (encoded and validated when added): ``(seq, key, body)``, for sending as they are."""
         with self._lock:
             return self.db.execute(
-                "SELECT seq, key, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?", (after, limit)
+                "SELECT seq, key, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
+                (after, limit),
             ).fetchall()
 
     def ack(self, keys: list[str]) -> int:
         """Forget the events with these keys (the trainer has committed them); how many went."""
         with self._lock:
-            cursor = self.db.conn.executemany("DELETE FROM events WHERE key = ?", [(k,) for k in keys])
+            cursor = self.db.conn.executemany(
+                "DELETE FROM events WHERE key = ?", [(k,) for k in keys]
+            )
             self.db.conn.commit()
             return cursor.rowcount
 

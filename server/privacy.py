@@ -39,7 +39,9 @@ def installation_key(data_dir: Path) -> bytes:
     except FileExistsError:
         key = path.read_bytes()
         if len(key) < 32:
-            raise ValueError(f"{path} is truncated ({len(key)} bytes); delete it to make a new key")
+            raise ValueError(
+                f"{path} is truncated ({len(key)} bytes); delete it to make a new key"
+            ) from None
         if path.stat().st_mode & 0o077:
             os.chmod(path, 0o600)
         return key

@@ -77,8 +77,9 @@ class _Draft:
     def candidate(self, old: str, filename: str) -> Candidate:
         """The candidate, with its diff from ``old``."""
         diff = unified_diff(old, self.source, filename)
-        return Candidate(self.title, self.proposer, diff, self.source, self.line, self.family,
-                         self.rank)  # fmt: skip
+        return Candidate(
+            self.title, self.proposer, diff, self.source, self.line, self.family, self.rank
+        )
 
 
 class GenerativeProposer(Protocol):
@@ -109,7 +110,9 @@ def _unified_range(start: int, stop: int) -> str:
 
 
 def _diff_line(prefix: str, line: str) -> str:
-    return prefix + line if line.endswith("\n") else f"{prefix}{line}\n\\ No newline at end of file\n"
+    return (
+        prefix + line if line.endswith("\n") else f"{prefix}{line}\n\\ No newline at end of file\n"
+    )
 
 
 def _one_hunk(a: list[str], b: list[str], head: int, tail: int, filename: str, context: int) -> str:
@@ -118,7 +121,9 @@ def _one_hunk(a: list[str], b: list[str], head: int, tail: int, filename: str, c
     stop_a, stop_b = len(a) - tail, len(b) - tail
     lo, after = max(0, head - context), min(context, tail)
     lines = [f"--- a/{filename}\n", f"+++ b/{filename}\n"]
-    lines.append(f"@@ -{_unified_range(lo, stop_a + after)} +{_unified_range(lo, stop_b + after)} @@\n")
+    lines.append(
+        f"@@ -{_unified_range(lo, stop_a + after)} +{_unified_range(lo, stop_b + after)} @@\n"
+    )
     lines += [_diff_line(" ", line) for line in a[lo:head]]
     lines += [_diff_line("-", line) for line in a[head:stop_a]]
     lines += [_diff_line("+", line) for line in b[head:stop_b]]
@@ -167,9 +172,14 @@ class _RuffRun:
     caller may work meanwhile)."""
 
     def __init__(
-        self, source: str, unit: Unit, filename: str, config: AnalysisConfig, check: bool,
+        self,
+        source: str,
+        unit: Unit,
+        filename: str,
+        config: AnalysisConfig,
+        check: bool,
         fmt: bool,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.check_key = ruff_check_key(source, filename, config)
         self.format_key = (content_hash(source), unit.start_line, unit.end_line, filename, config)
         self.config = config
@@ -212,9 +222,7 @@ def _in_unit(finding: Finding, unit: Unit) -> bool:
     return unit.start_line <= finding.line <= unit.end_line
 
 
-def _fixes(
-    source: str, unit: Unit, findings: Sequence[Finding], proposer: str
-) -> list[_Draft]:
+def _fixes(source: str, unit: Unit, findings: Sequence[Finding], proposer: str) -> list[_Draft]:
     """One draft per fixable finding on the unit's lines (family: the rule code)."""
     out = []
     for finding in findings:
@@ -230,9 +238,12 @@ def _fixes(
 
 
 def _ruff_drafts(
-    source: str, unit: Unit, run: _RuffRun, findings: Sequence[Finding] | None,
+    source: str,
+    unit: Unit,
+    run: _RuffRun,
+    findings: Sequence[Finding] | None,
     include_format: bool,
-) -> list[_Draft]:  # fmt: skip
+) -> list[_Draft]:
     cached, formatted = run.result()
     ruff = [f for f in (findings if findings is not None else cached) if f.tool == "ruff"]
     out = _fixes(source, unit, ruff, "ruff")
@@ -283,9 +294,12 @@ def _semgrep_drafts(
 
 def _repair_drafts(source: str, unit: Unit, cap: int | None, check: bool) -> list[_Draft]:
     edits = repair_edits(
-        source, unit.start_byte, unit.end_byte, cap=sys.maxsize if cap is None else cap,
+        source,
+        unit.start_byte,
+        unit.end_byte,
+        cap=sys.maxsize if cap is None else cap,
         check=check,
-    )  # fmt: skip
+    )
     return [_Draft(e.title, "operator", e.source, e.line, e.family, e.rank) for e in edits]
 
 
@@ -373,17 +387,20 @@ def propose(
     semgrep_given = None if findings is None else [f for f in findings if f.tool == "semgrep"]
     with_ruff = "ruff" in proposers or "ruff-format" in proposers
     run = (
-        _RuffRun(source, unit, filename, config, check=ruff_given is None,
-                 fmt="ruff-format" in proposers)
-        if with_ruff else None
-    )  # fmt: skip
+        _RuffRun(
+            source, unit, filename, config, check=ruff_given is None, fmt="ruff-format" in proposers
+        )
+        if with_ruff
+        else None
+    )
     repairs = _repair_drafts(source, unit, None, False) if "operator" in proposers else []
     drafts: list[_Draft] = []
     if run is not None:
         drafts += [
-            d for d in _ruff_drafts(source, unit, run, ruff_given, "ruff-format" in proposers)
+            d
+            for d in _ruff_drafts(source, unit, run, ruff_given, "ruff-format" in proposers)
             if d.proposer in proposers
-        ]  # fmt: skip
+        ]
     if "semgrep" in proposers:
         drafts += _semgrep_drafts(source, unit, semgrep, semgrep_given or None)
     drafts += repairs
@@ -397,9 +414,13 @@ def propose(
             unique.append(draft)
     limit = config.max_candidates if cap is None else cap
     chosen = allocate(
-        unique, limit, budget, failing_lines, cursor_line,
+        unique,
+        limit,
+        budget,
+        failing_lines,
+        cursor_line,
         accept=lambda d: _parses_like(source, d.source, unit),
-    )  # fmt: skip
+    )
     return _distinct_titles([d.candidate(source, filename) for d in chosen])
 
 

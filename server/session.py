@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 POLICY_CACHE = 1024
 """Policy answers kept (see :attr:`PolicyHost.outputs`)."""
 
+
 def candidate_text(candidate: Candidate) -> str:
     """What the policy reads of ``candidate`` (:func:`trustfix.trainer.events.candidate_text`)."""
     return policy_candidate_text(candidate.title, candidate.diff)
@@ -44,7 +45,9 @@ class PolicyHost:
     """
 
     def __init__(
-        self, checkpoints: Path, poll_s: float,
+        self,
+        checkpoints: Path,
+        poll_s: float,
         on_change: Callable[[int | None, bool], None] | None = None,
     ) -> None:
         self.checkpoints = checkpoints
@@ -69,9 +72,11 @@ class PolicyHost:
 
     def check_now(self) -> Future[None]:
         """Look for a newer version now (a new one was installed), not at the next ranking."""
+
         def check() -> None:
             self._polled = -float("inf")
             self._ensure()
+
         return self.executor.submit(check)
 
     def _load(self, version: int | None) -> None:
@@ -165,8 +170,13 @@ class Ranking:
 
 
 def analyse(
-    source: str, unit: Unit, filename: str, semgrep: SemgrepCache | None, max_candidates: int,
-    config: AnalysisConfig | None = None, budget: CandidateBudget = DEFAULT_BUDGET,
+    source: str,
+    unit: Unit,
+    filename: str,
+    semgrep: SemgrepCache | None,
+    max_candidates: int,
+    config: AnalysisConfig | None = None,
+    budget: CandidateBudget = DEFAULT_BUDGET,
 ) -> tuple[tuple[Finding, ...], tuple[Candidate, ...], str]:
     """Findings (ruff now, semgrep when already cached), candidates (``max_candidates`` shared out
     by ``budget``) and the policy's state text for ``unit`` of ``source``."""
@@ -174,13 +184,22 @@ def analyse(
     findings = ruff_findings(source, filename, config)
     if semgrep is not None:
         findings += semgrep.get(source) or []
-    candidates = propose(source, unit, findings=findings, semgrep=semgrep, cap=max_candidates,
-                         filename=filename, config=config, budget=budget)
+    candidates = propose(
+        source,
+        unit,
+        findings=findings,
+        semgrep=semgrep,
+        cap=max_candidates,
+        filename=filename,
+        config=config,
+        budget=budget,
+    )
     return tuple(findings), tuple(candidates), state_text(unit, findings)
 
 
 def make_ranking(
-    unit: Unit, analysed: tuple[tuple[Finding, ...], tuple[Candidate, ...], str],
+    unit: Unit,
+    analysed: tuple[tuple[Finding, ...], tuple[Candidate, ...], str],
     ranked: tuple[list[float], int | None] | None,
 ) -> Ranking:
     """A :class:`Ranking` from :func:`analyse`'s output and :meth:`PolicyHost.rank`'s (None when
@@ -210,8 +229,9 @@ def minimal_change(old: str, new: str) -> tuple[int, int, str, int]:
     return head, len(a) - 1, text, len(last.encode("utf-16-le")) // 2
 
 
-def offer_order(ranking: Ranking, verdicts: dict[int, Any], focus: set[int],
-                margin: float) -> list[int]:
+def offer_order(
+    ranking: Ranking, verdicts: dict[int, Any], focus: set[int], margin: float
+) -> list[int]:
     """Candidate indices in the order they are offered.
 
     Candidates whose verdict breaks passing tests are left out; those that make failing tests

@@ -126,13 +126,25 @@ class ServerSettings:
 
 
 _CLIENT_NAMES = {
-    "topK": "top_k", "reviewerId": "reviewer_id", "role": "role", "telemetry": "telemetry",
-    "trainerEndpoint": "trainer_endpoint", "trainerPublishEndpoint": "trainer_publish_endpoint",
-    "keysDir": "keys_dir", "checkpointPoll": "checkpoint_poll_s", "dataDir": "data_dir", "checkpointDir": "checkpoint_dir",
-    "offerExpiry": "offer_expiry_s", "editCheckpoints": "edit_checkpoints",
-    "commentQuiet": "comment_quiet_s", "debounce": "debounce_s", "testCommand": "test_command",
-    "testTimeout": "test_timeout_s", "outboxMaxRows": "outbox_max_rows",
-    "verifyCandidates": "verify_candidates", "verifyBudget": "verify_budget_s",
+    "topK": "top_k",
+    "reviewerId": "reviewer_id",
+    "role": "role",
+    "telemetry": "telemetry",
+    "trainerEndpoint": "trainer_endpoint",
+    "trainerPublishEndpoint": "trainer_publish_endpoint",
+    "keysDir": "keys_dir",
+    "checkpointPoll": "checkpoint_poll_s",
+    "dataDir": "data_dir",
+    "checkpointDir": "checkpoint_dir",
+    "offerExpiry": "offer_expiry_s",
+    "editCheckpoints": "edit_checkpoints",
+    "commentQuiet": "comment_quiet_s",
+    "debounce": "debounce_s",
+    "testCommand": "test_command",
+    "testTimeout": "test_timeout_s",
+    "outboxMaxRows": "outbox_max_rows",
+    "verifyCandidates": "verify_candidates",
+    "verifyBudget": "verify_budget_s",
     "nearCursorMargin": "near_cursor_margin",
 }
 """Client option name -> field name (the client's camelCase names)."""
@@ -159,8 +171,15 @@ def _convert(name: str, value: Any) -> Any:
         if not times or any(t <= 0 for t in times):
             raise ValueError("editCheckpoints must be positive seconds")
         return tuple(sorted(times))
-    if name in ("offer_expiry_s", "comment_quiet_s", "debounce_s", "test_timeout_s",
-                "checkpoint_poll_s", "verify_budget_s", "near_cursor_margin"):
+    if name in (
+        "offer_expiry_s",
+        "comment_quiet_s",
+        "debounce_s",
+        "test_timeout_s",
+        "checkpoint_poll_s",
+        "verify_budget_s",
+        "near_cursor_margin",
+    ):
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ValueError(f"{name} must be a non-negative number")
         return float(value)
@@ -177,9 +196,7 @@ def _convert(name: str, value: Any) -> Any:
     return value
 
 
-def merge_options(
-    settings: ServerSettings, options: Any
-) -> tuple[ServerSettings, list[str]]:
+def merge_options(settings: ServerSettings, options: Any) -> tuple[ServerSettings, list[str]]:
     """``settings`` updated from client ``options`` (camelCase keys); empty strings and None mean
     "keep the default".  Unknown keys are ignored; invalid values are skipped and described in the
     returned list of problems."""

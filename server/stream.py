@@ -52,8 +52,9 @@ from .outbox import Outbox
 log = logging.getLogger(__name__)
 
 
-def connect_socket(context: zmq.Context, kind: int, endpoint: str, keys: Path | None,
-                   key_name: str) -> zmq.Socket:
+def connect_socket(
+    context: zmq.Context, kind: int, endpoint: str, keys: Path | None, key_name: str
+) -> zmq.Socket:
     """A socket of ``kind`` connected to the trainer at ``endpoint``: no linger, a CURVE client
     with key pair ``key_name`` when ``keys`` is set, and IMMEDIATE (nothing is queued for a
     connection not yet made, so sending to an absent trainer fails at once)."""
@@ -102,9 +103,16 @@ class OutboxSender(BackgroundThread):
     only one the trainer answers; see :mod:`trustfix.trainer.wire`), and hands each answer,
     ``{alpha, beta, theta, count}`` or None, to ``on_trust`` (in the sender's thread)."""
 
-    def __init__(self, outbox: Outbox, endpoint: str, stream: StreamConfig | None = None,
-                 keys: Path | None = None, key_name: str = "server", reviewer: str | None = None,
-                 on_trust: Callable[[dict[str, float] | None], None] | None = None) -> None:
+    def __init__(
+        self,
+        outbox: Outbox,
+        endpoint: str,
+        stream: StreamConfig | None = None,
+        keys: Path | None = None,
+        key_name: str = "server",
+        reviewer: str | None = None,
+        on_trust: Callable[[dict[str, float] | None], None] | None = None,
+    ) -> None:
         check_endpoint(endpoint, keys, "connect to")
         self.outbox, self.endpoint = outbox, endpoint
         self.stream = stream or StreamConfig()
@@ -150,8 +158,11 @@ class OutboxSender(BackgroundThread):
     def _ask_trust(self, socket: zmq.Socket) -> None:
         """Send the trust request when one is wanted and the last is ``trust_every_s`` old."""
         now = time.monotonic()
-        if (self.reviewer is None or not self._trust_wanted.is_set()
-                or now - self._trust_asked < self.stream.trust_every_s):
+        if (
+            self.reviewer is None
+            or not self._trust_wanted.is_set()
+            or now - self._trust_asked < self.stream.trust_every_s
+        ):
             return
         try:
             socket.send_multipart([PROTOCOL, TRUST, self.reviewer.encode()], zmq.NOBLOCK)
@@ -174,8 +185,9 @@ class OutboxSender(BackgroundThread):
                     if keys:
                         batch_id = uuid.uuid4().hex.encode()
                         try:
-                            socket.send_multipart([PROTOCOL, BATCH, batch_id, encode_batch(bodies)],
-                                                  zmq.NOBLOCK)
+                            socket.send_multipart(
+                                [PROTOCOL, BATCH, batch_id, encode_batch(bodies)], zmq.NOBLOCK
+                            )
                         except zmq.Again:  # not connected (IMMEDIATE): wait and try again
                             self.stopping.wait(min(wait, self.stream.idle_poll_s))
                             continue
@@ -225,14 +237,19 @@ class OutboxSender(BackgroundThread):
         self.last_error = frames[3].decode(errors="replace")
         size = sum(map(len, batch.bodies))
         if self.last_error.startswith("oversized") and len(batch.keys) == 1:
-            log.error("event %s (%d bytes) is larger than the trainer accepts; dropped",
-                      batch.keys[0], size)
+            log.error(
+                "event %s (%d bytes) is larger than the trainer accepts; dropped",
+                batch.keys[0],
+                size,
+            )
             self.dropped += self.outbox.ack(batch.keys)
         elif self.last_error.startswith("oversized"):
             self._byte_budget = max(1, size // 2)  # smaller batches from now on
         elif self.last_error.startswith("malformed") and (
-                unreadable := [k for k, b in zip(batch.keys, batch.bodies, strict=True)
-                               if not _readable(b)]):
+            unreadable := [
+                k for k, b in zip(batch.keys, batch.bodies, strict=True) if not _readable(b)
+            ]
+        ):
             log.error("outbox rows %s no longer hold valid events; dropped", unreadable)
             self.dropped += self.outbox.ack(unreadable)
         else:
@@ -253,8 +270,9 @@ class PolicyFetchError(RuntimeError):
     """A published version could not be fetched or did not match its announcement."""
 
 
-def fetch_policy(socket: zmq.Socket, announcement: dict[str, Any], folder: Path,
-                 timeout: float = 10.0) -> Path:
+def fetch_policy(
+    socket: zmq.Socket, announcement: dict[str, Any], folder: Path, timeout: float = 10.0
+) -> Path:
     """Fetch one announced version over ``socket`` (a connected DEALER) into ``folder``; the
     weights' size and sha256 are checked before the version's JSON is written.  Returns the JSON."""
     version = str(int(announcement["version"])).encode()
@@ -273,8 +291,10 @@ def fetch_policy(socket: zmq.Socket, announcement: dict[str, Any], folder: Path,
     record_bytes = ask(META, version)[3]
     record = json.loads(record_bytes)
     if record["sha256"] != announcement["sha256"]:
-        raise PolicyFetchError(f"v{int(version)}: announced sha256 {announcement['sha256']} but the "
-                               f"record says {record['sha256']}")
+        raise PolicyFetchError(
+            f"v{int(version)}: announced sha256 {announcement['sha256']} but the "
+            f"record says {record['sha256']}"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     weights = folder / record["weights"]
     tmp = weights.with_suffix(".part")
@@ -290,9 +310,11 @@ def fetch_policy(socket: zmq.Socket, announcement: dict[str, Any], folder: Path,
             offset += len(data)
     if offset != int(announcement["size"]) or digest.hexdigest() != announcement["sha256"]:
         tmp.unlink(missing_ok=True)
-        raise PolicyFetchError(f"v{int(version)}: fetched {offset} bytes with sha256 "
-                               f"{digest.hexdigest()}, announced {announcement['size']} / "
-                               f"{announcement['sha256']}")
+        raise PolicyFetchError(
+            f"v{int(version)}: fetched {offset} bytes with sha256 "
+            f"{digest.hexdigest()}, announced {announcement['size']} / "
+            f"{announcement['sha256']}"
+        )
     os.replace(tmp, weights)
     meta = folder / f"policy-v{int(version)}.json"
     tmp_meta = meta.with_suffix(".json.part")
@@ -304,10 +326,16 @@ def fetch_policy(socket: zmq.Socket, announcement: dict[str, Any], folder: Path,
 class PolicySubscriber(BackgroundThread):
     """Follows the trainer's announcements and installs each newer version (a thread)."""
 
-    def __init__(self, pub_endpoint: str, endpoint: str, folder: Path,
-                 on_policy: Callable[[Any, Any], None] | None = None,
-                 keys: Path | None = None, key_name: str = "server",
-                 on_announcement: Callable[[dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        pub_endpoint: str,
+        endpoint: str,
+        folder: Path,
+        on_policy: Callable[[Any, Any], None] | None = None,
+        keys: Path | None = None,
+        key_name: str = "server",
+        on_announcement: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
         check_endpoint(pub_endpoint, keys, "connect to")
         check_endpoint(endpoint, keys, "connect to")
         self.pub_endpoint, self.endpoint, self.folder = pub_endpoint, endpoint, folder
@@ -357,13 +385,17 @@ class PolicySubscriber(BackgroundThread):
 
         try:
             fetch_policy(fetch, announcement, self.folder)
-            policy, info = load_checkpoint(self.folder, announcement["version"],
-                                           expected_sha256=announcement["sha256"])
+            policy, info = load_checkpoint(
+                self.folder, announcement["version"], expected_sha256=announcement["sha256"]
+            )
         except (PolicyFetchError, CheckpointError, OSError, ValueError, KeyError) as error:
             self.errors.append(str(error))
             log.warning("policy v%s not installed: %s", announcement.get("version"), error)
             return False
-        self.policy, self.version = policy, info.version  # one assignment each: readers see old or new
+        self.policy, self.version = (
+            policy,
+            info.version,
+        )  # one assignment each: readers see old or new
         log.info("policy v%d installed from the trainer", info.version)
         if self.on_policy is not None:
             self.on_policy(policy, info)

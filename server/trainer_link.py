@@ -31,7 +31,13 @@ log = logging.getLogger(__name__)
 
 NO_TRAINER = "no trainer connected: trust is estimated by the trainer"
 SENT_TO_TRAINER = "sent to the trainer, which updates your trust as it learns from it"
-TRAINER_FIELDS = ("trainer_endpoint", "trainer_publish_endpoint", "keys_dir", "data_dir", "reviewer")
+TRAINER_FIELDS = (
+    "trainer_endpoint",
+    "trainer_publish_endpoint",
+    "keys_dir",
+    "data_dir",
+    "reviewer",
+)
 """Settings whose change reconnects to the trainer."""
 
 
@@ -42,8 +48,12 @@ class TrainerLink:
     (``{alpha, beta, theta, count}`` or None); ``on_error(message)`` when the trainer cannot be
     connected; ``on_policy()`` when a new policy version has been installed."""
 
-    def __init__(self, on_trust: Callable[[dict[str, float] | None], None],
-                 on_error: Callable[[str], None], on_policy: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        on_trust: Callable[[dict[str, float] | None], None],
+        on_error: Callable[[str], None],
+        on_policy: Callable[[], None],
+    ) -> None:
         self.settings = ServerSettings()
         self.reviewer_id = ""
         """The reviewer's pseudonym (never the id in clear)."""
@@ -68,9 +78,11 @@ class TrainerLink:
 
     def start(self) -> Future[None]:
         """Open the outbox and connect to the trainer (in the link's thread)."""
+
         def run() -> None:
             self._open()
             self._connect()
+
         return self.thread.submit(run)
 
     @property
@@ -91,8 +103,17 @@ class TrainerLink:
             return
         if self.settings.telemetry == "noCode" and kind == "edit":
             fields["diff"] = ""
-        self.record(Feedback(id=new_id(), suggestion_id=offer.id, reviewer=self.reviewer_id,
-                             role=self.settings.role, kind=kind, time=now(), **fields))
+        self.record(
+            Feedback(
+                id=new_id(),
+                suggestion_id=offer.id,
+                reviewer=self.reviewer_id,
+                role=self.settings.role,
+                kind=kind,
+                time=now(),
+                **fields,
+            )
+        )
 
     def suggestion_event(self, offer: Offer, rank: int) -> Suggestion | None:
         """The Suggestion event of an offer (None when telemetry is off)."""
@@ -104,8 +125,14 @@ class TrainerLink:
         ranking = offer.ranking
         code = level == "all"
         records = [
-            CandidateRecord(c.title, c.proposer, c.diff if code else None, max(1, c.line),
-                            content_hash(candidate_text(c)), min(0.0, ranking.log_probs[i + 1]))
+            CandidateRecord(
+                c.title,
+                c.proposer,
+                c.diff if code else None,
+                max(1, c.line),
+                content_hash(candidate_text(c)),
+                min(0.0, ranking.log_probs[i + 1]),
+            )
             for i, c in enumerate(ranking.candidates)
         ]
         features = {
@@ -120,17 +147,27 @@ class TrainerLink:
         verdict, evidence = offer.verdict, None
         if verdict is not None:
             evidence = Evidence(
-                verdict.command, verdict.passed, verdict.failed, 0 if verdict.error is None else 1,
+                verdict.command,
+                verdict.passed,
+                verdict.failed,
+                0 if verdict.error is None else 1,
                 "neutral" if verdict.error else "supports" if verdict.failed == 0 else "refutes",
-                verdict.summary[:MAX_TEXT])
+                verdict.summary[:MAX_TEXT],
+            )
         return Suggestion(
-            id=offer.id, policy_version=ranking.policy_version,
+            id=offer.id,
+            policy_version=ranking.policy_version,
             state=ranking.state if code else None,
             state_sha256=hashlib.sha256(ranking.state.encode()).hexdigest(),
-            features=features, candidates=records, chosen=offer.index + 1,
+            features=features,
+            candidates=records,
+            chosen=offer.index + 1,
             old_log_prob=min(0.0, ranking.log_probs[offer.index + 1]),
-            reviewer=self.reviewer_id, role=self.settings.role, time=now(),
-            r_env=verdict.r_env if verdict is not None else None, evidence=evidence,
+            reviewer=self.reviewer_id,
+            role=self.settings.role,
+            time=now(),
+            r_env=verdict.r_env if verdict is not None else None,
+            evidence=evidence,
         )
 
     def close(self) -> None:
@@ -152,8 +189,11 @@ class TrainerLink:
         from .outbox import Outbox
 
         settings = self.settings
-        self.outbox = Outbox(settings.data_dir / "outbox.sqlite", settings.outbox_max_rows,
-                             checkpoint_every_s=StreamConfig().wal_checkpoint_s)
+        self.outbox = Outbox(
+            settings.data_dir / "outbox.sqlite",
+            settings.outbox_max_rows,
+            checkpoint_every_s=StreamConfig().wal_checkpoint_s,
+        )
 
     def _reopen(self) -> None:
         self._disconnect()
@@ -180,16 +220,26 @@ class TrainerLink:
         if not settings.trainer_endpoint or self.outbox is None:
             return
         try:
-            sender = OutboxSender(self.outbox, settings.trainer_endpoint, keys=settings.keys_dir,
-                                  reviewer=self.reviewer_id, on_trust=self.on_trust)
+            sender = OutboxSender(
+                self.outbox,
+                settings.trainer_endpoint,
+                keys=settings.keys_dir,
+                reviewer=self.reviewer_id,
+                on_trust=self.on_trust,
+            )
             self.stream = [
                 sender.start(),
-                PolicySubscriber(settings.publish_endpoint, settings.trainer_endpoint,
-                                 settings.checkpoints, keys=settings.keys_dir,
-                                 on_policy=lambda _policy, _info: self.on_policy(),
-                                 on_announcement=lambda _: sender.request_trust()).start(),
+                PolicySubscriber(
+                    settings.publish_endpoint,
+                    settings.trainer_endpoint,
+                    settings.checkpoints,
+                    keys=settings.keys_dir,
+                    on_policy=lambda _policy, _info: self.on_policy(),
+                    on_announcement=lambda _: sender.request_trust(),
+                ).start(),
             ]
         except (ValueError, RuntimeError, OSError) as error:
             log.warning("trainer not connected: %s", error)
-            self.on_error(f"trustfix: not connected to the trainer ({error}); feedback stays in "
-                          "the outbox")
+            self.on_error(
+                f"trustfix: not connected to the trainer ({error}); feedback stays in the outbox"
+            )

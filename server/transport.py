@@ -200,7 +200,7 @@ class Gate:
         kind = self.protocol.get_message_type(method) or fallback
         try:
             return self.converter.structure(data, kind)
-        except Exception as error:  # noqa: BLE001 - cattrs raises anything a field's hook does
+        except Exception as error:
             details = (
                 cattrs.transform_error(error, path="message")
                 if isinstance(error, cattrs.ClassValidationError)

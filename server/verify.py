@@ -91,12 +91,16 @@ def adapt_test(text: str, module: str) -> str | None:
     lines = text.splitlines(keepends=True)
     edits: list[tuple[int, int, str]] = []
     for node in tree.body:
-        if isinstance(node, ast.ImportFrom) and node.module and (
-                node.module == module or node.module.endswith("." + module)):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and (node.module == module or node.module.endswith("." + module))
+        ):
             bound = [f"{a.asname} = {a.name}\n" for a in node.names if a.asname and a.name != "*"]
             edits.append((node.lineno, node.end_lineno or node.lineno, "".join(bound) or "pass\n"))
         elif isinstance(node, ast.Import) and any(
-                a.name == module or a.name.endswith("." + module) for a in node.names):
+            a.name == module or a.name.endswith("." + module) for a in node.names
+        ):
             out = []
             for a in node.names:
                 if a.name == module or a.name.endswith("." + module):
@@ -131,8 +135,9 @@ def verdict(baseline: Any, result: Any, command: str) -> Verdict:
     after = {t.name: t.passed for t in result.tests}
     fixed = sum(1 for name, ok in after.items() if ok and before.get(name) is False)
     broke = sum(1 for name, ok in before.items() if ok and not after.get(name, False))
-    return Verdict(result.passed, result.failed, fixed, broke, result.error, command,
-                   result.summary())
+    return Verdict(
+        result.passed, result.failed, fixed, broke, result.error, command, result.summary()
+    )
 
 
 class Verifier:
@@ -142,8 +147,9 @@ class Verifier:
     candidates in the background (once per document text and unit) and calls ``on_done(uri)``
     (in the verifier's thread) when new verdicts are in."""
 
-    def __init__(self, candidates: int, budget_s: float,
-                 on_done: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self, candidates: int, budget_s: float, on_done: Callable[[str], None] | None = None
+    ) -> None:
         self.candidates, self.budget_s, self.on_done = candidates, budget_s, on_done
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trustfix-verify")
         self.closing = threading.Event()
@@ -164,8 +170,9 @@ class Verifier:
                 out[i] = found
         return out
 
-    def submit(self, uri: str, root: Path, path: Path, source: str, ranking: Ranking,
-               order: list[int]) -> Future[int] | None:
+    def submit(
+        self, uri: str, root: Path, path: Path, source: str, ranking: Ranking, order: list[int]
+    ) -> Future[int] | None:
         """Verify ``ranking``'s first candidates in ``order`` (the order they would be offered
         in) in the background, once per text and unit; the future gives how many verdicts were
         added."""
@@ -186,8 +193,9 @@ class Verifier:
             self.sandbox.close()
             self.sandbox = None
 
-    def _verify(self, uri: str, root: Path, path: Path, source: str, ranking: Ranking,
-                order: list[int]) -> int:
+    def _verify(
+        self, uri: str, root: Path, path: Path, source: str, ranking: Ranking, order: list[int]
+    ) -> int:
         tests = workspace_tests(root, path)
         if not tests or self.closing.is_set():
             return 0
@@ -203,8 +211,9 @@ class Verifier:
             log.info("tests of %s not verifiable in the sandbox: %s", path.name, baseline.summary())
             return 0
         doc = content_hash(source)
-        self.failing_lines[doc] = tuple(sorted({t.line for t in baseline.tests
-                                                if not t.passed and t.line is not None}))
+        self.failing_lines[doc] = tuple(
+            sorted({t.line for t in baseline.tests if not t.passed and t.line is not None})
+        )
         while len(self.failing_lines) > VERDICT_CACHE:
             self.failing_lines.popitem(last=False)
         added = 0
@@ -220,8 +229,12 @@ class Verifier:
             added += 1
             while len(self.verdicts) > VERDICT_CACHE:
                 self.verdicts.popitem(last=False)
-        log.info("verified %d candidate(s) of %s in %.2f s", added, ranking.unit.qualname,
-                 time.monotonic() - started)
+        log.info(
+            "verified %d candidate(s) of %s in %.2f s",
+            added,
+            ranking.unit.qualname,
+            time.monotonic() - started,
+        )
         if added and self.on_done is not None:
             self.on_done(uri)
         return added

@@ -39,8 +39,14 @@ QUIET = StreamConfig(update_every=10**9, min_samples=10**9, max_message_bytes=8 
 
 @pytest.fixture
 def daemon(tmp_path: Path):
-    d = TrainerDaemon(tmp_path / "store.sqlite", tmp_path / "ckpt", "tcp://127.0.0.1:0",
-                      "tcp://127.0.0.1:0", HASHING, QUIET)
+    d = TrainerDaemon(
+        tmp_path / "store.sqlite",
+        tmp_path / "ckpt",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        HASHING,
+        QUIET,
+    )
     thread = threading.Thread(target=d.serve_forever, daemon=True)
     thread.start()
     yield d
@@ -101,15 +107,23 @@ def test_every_bad_message_is_rejected_counted_and_the_daemon_lives(daemon: Trai
     assert bad_version != good
     # one batch with an invalid, a wrong-version and a non-object event: the good one is stored
     report = send_batch(socket, [make_suggestion(0)])
-    reply = ask(socket, PROTOCOL, BATCH, b"mixed",
-                encode_batch([b'{"type":"vote"}', good, bad_version, b"3"]))
+    reply = ask(
+        socket,
+        PROTOCOL,
+        BATCH,
+        b"mixed",
+        encode_batch([b'{"type":"vote"}', good, bad_version, b"3"]),
+    )
     report = msgspec.json.decode(reply[3])
     assert report["stored"] == 1
     assert sorted(report["rejected"]) == ["0", "2", "3"]
     assert report["rejected"]["0"].startswith("invalid")
     assert report["rejected"]["2"].startswith("version")
     assert report["rejected"]["3"].startswith("invalid")
-    assert report["rejected_total"] == 3 and report["rejected_by_reason"] == {"invalid": 2, "version": 1}
+    assert report["rejected_total"] == 3 and report["rejected_by_reason"] == {
+        "invalid": 2,
+        "version": 1,
+    }
     # whole messages that cannot be handled
     cases = [
         ((PROTOCOL,), "truncated"),
@@ -136,11 +150,27 @@ def test_every_bad_message_is_rejected_counted_and_the_daemon_lives(daemon: Trai
         reply = ask(socket, *frames)
         assert reply[1] == ERROR and reply[3].decode().startswith(reason), (frames[:2], reply)
         assert reply[2] == (frames[2][:64] if len(frames) > 2 else b""), "the id is echoed"
-    rejects = wait_for_rejects(daemon.store, {
-        "invalid": 2, "malformed": 8, "version": 1, "truncated": 5, "protocol-version": 1,
-        "unknown-kind": 1, "oversized": 2})
-    assert rejects == {"invalid": 2, "malformed": 8, "version": 1, "truncated": 5,
-                       "protocol-version": 1, "unknown-kind": 1, "oversized": 2}
+    rejects = wait_for_rejects(
+        daemon.store,
+        {
+            "invalid": 2,
+            "malformed": 8,
+            "version": 1,
+            "truncated": 5,
+            "protocol-version": 1,
+            "unknown-kind": 1,
+            "oversized": 2,
+        },
+    )
+    assert rejects == {
+        "invalid": 2,
+        "malformed": 8,
+        "version": 1,
+        "truncated": 5,
+        "protocol-version": 1,
+        "unknown-kind": 1,
+        "oversized": 2,
+    }
     # still alive, answering and storing
     assert ask(socket, PROTOCOL, PING)[:2] == [PROTOCOL, PONG]
     assert send_batch(socket, [make_feedback(9, "s1")], b"after")["stored"] == 1
@@ -189,8 +219,14 @@ def test_off_loopback_needs_keys(tmp_path: Path):
     with pytest.raises(InsecureEndpointError, match="trustfix keys"):
         check_endpoint("tcp://0.0.0.0:5555", None, "bind")
     with pytest.raises(InsecureEndpointError, match="without CURVE keys"):
-        TrainerDaemon(tmp_path / "s.sqlite", tmp_path / "c", "tcp://0.0.0.0:0", "tcp://127.0.0.1:0",
-                      HASHING, QUIET)
+        TrainerDaemon(
+            tmp_path / "s.sqlite",
+            tmp_path / "c",
+            "tcp://0.0.0.0:0",
+            "tcp://127.0.0.1:0",
+            HASHING,
+            QUIET,
+        )
     check_endpoint("tcp://0.0.0.0:5555", tmp_path, "bind")  # with keys: allowed
 
 
@@ -201,8 +237,15 @@ def test_curve_admits_listed_keys_only(tmp_path: Path):
     make_keys(stranger, "server")  # a valid key pair the trainer does not list
     for name in ("trainer.key", "trainer.key_secret"):  # same trainer key, so only ZAP refuses
         (stranger / name).write_bytes((keys / name).read_bytes())
-    d = TrainerDaemon(tmp_path / "store.sqlite", tmp_path / "ckpt", "tcp://127.0.0.1:0",
-                      "tcp://127.0.0.1:0", HASHING, QUIET, keys=keys)
+    d = TrainerDaemon(
+        tmp_path / "store.sqlite",
+        tmp_path / "ckpt",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        HASHING,
+        QUIET,
+        keys=keys,
+    )
     thread = threading.Thread(target=d.serve_forever, daemon=True)
     thread.start()
     try:
@@ -212,7 +255,8 @@ def test_curve_admits_listed_keys_only(tmp_path: Path):
             try:  # never blocks: with no handshake there may be no peer to queue for
                 socket.send_multipart(
                     [PROTOCOL, BATCH, b"x", encode_batch([encode_event(make_suggestion(n))])],
-                    zmq.NOBLOCK)
+                    zmq.NOBLOCK,
+                )
             except zmq.Again:
                 pass
         friend = dealer(d.endpoint, keys)
@@ -237,8 +281,14 @@ def test_curve_admits_listed_keys_only(tmp_path: Path):
 
 def test_second_daemon_on_the_same_store_is_refused(daemon: TrainerDaemon, tmp_path: Path):
     with pytest.raises(RuntimeError, match="another trainer"):
-        TrainerDaemon(tmp_path / "store.sqlite", tmp_path / "ckpt", "tcp://127.0.0.1:0",
-                      "tcp://127.0.0.1:0", HASHING, QUIET)
+        TrainerDaemon(
+            tmp_path / "store.sqlite",
+            tmp_path / "ckpt",
+            "tcp://127.0.0.1:0",
+            "tcp://127.0.0.1:0",
+            HASHING,
+            QUIET,
+        )
 
 
 def test_status_counts(daemon: TrainerDaemon):
@@ -258,13 +308,28 @@ def test_keys_and_train_commands(tmp_path: Path):
     runner = CliRunner()
     out = runner.invoke(app, ["keys", str(tmp_path / "keys")])
     assert out.exit_code == 0, out.output
-    for name in ("trainer.key", "trainer.key_secret", "server.key", "server.key_secret",
-                 "allowed/server.key"):
+    for name in (
+        "trainer.key",
+        "trainer.key_secret",
+        "server.key",
+        "server.key_secret",
+        "allowed/server.key",
+    ):
         assert (tmp_path / "keys" / name).is_file(), name
     assert (tmp_path / "keys" / "server.key_secret").stat().st_mode & 0o077 == 0
     out = runner.invoke(app, ["keys", str(tmp_path / "keys"), "--name", "laptop"])
     assert (tmp_path / "keys" / "allowed" / "laptop.key").is_file()
     assert zmq.auth.load_certificate(tmp_path / "keys" / "trainer.key_secret")[1] is not None
-    out = runner.invoke(app, ["train", "--store", str(tmp_path / "s.sqlite"), "--checkpoints",
-                              str(tmp_path / "c"), "--endpoint", "tcp://0.0.0.0:0"])
+    out = runner.invoke(
+        app,
+        [
+            "train",
+            "--store",
+            str(tmp_path / "s.sqlite"),
+            "--checkpoints",
+            str(tmp_path / "c"),
+            "--endpoint",
+            "tcp://0.0.0.0:0",
+        ],
+    )
     assert out.exit_code == 2 and "without CURVE keys" in out.output

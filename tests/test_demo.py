@@ -40,8 +40,21 @@ def test_refine_json_lists_ranked_candidates(tmp_path: Path):
     path = tmp_path / "buggy.py"
     path.write_text(BUGGY)
     out = subprocess.run(
-        [sys.executable, "-m", "trustfix", "refine", str(path), "--line", "2", "--json", "--top", "100"],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            "-m",
+            "trustfix",
+            "refine",
+            str(path),
+            "--line",
+            "2",
+            "--json",
+            "--top",
+            "100",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     (unit,) = json.loads(out.stdout)
     probs = [c["probability"] for c in unit["candidates"]]

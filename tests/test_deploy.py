@@ -79,8 +79,10 @@ def test_distributed_statefulset_runs_torchrun_over_its_replicas():
     assert int(run.nnodes) == spec["replicas"] and run.nproc_per_node == "1"
     # the node rank is the pod's index, so pod 0 is worker 0 (the daemon)
     env = {e["name"]: e for e in container["env"]}
-    assert env["PET_NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == \
-        "metadata.labels['apps.kubernetes.io/pod-index']"
+    assert (
+        env["PET_NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"]
+        == "metadata.labels['apps.kubernetes.io/pod-index']"
+    )
     headless = services[spec["serviceName"]]
     assert headless["spec"]["clusterIP"] == "None"
     assert run.master_addr == f"{name}-0.{spec['serviceName']}"
@@ -96,8 +98,10 @@ def test_distributed_statefulset_runs_torchrun_over_its_replicas():
     assert ports["versions"] == int(args["pub"].rsplit(":", 1)[1])
     (public,) = [s for s in services.values() if s is not headless]
     assert {p["targetPort"] for p in public["spec"]["ports"]} == {"events", "versions"}
-    assert public["spec"]["selector"] == {**spec["selector"]["matchLabels"],
-                                          "statefulset.kubernetes.io/pod-name": f"{name}-0"}
+    assert public["spec"]["selector"] == {
+        **spec["selector"]["matchLabels"],
+        "statefulset.kubernetes.io/pod-name": f"{name}-0",
+    }
     # each pod's volume holds the store (worker 0) or its shard (beside it), and the checkpoints
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     assert Path(args["store"]).parent == Path(mounts["data"])

@@ -19,19 +19,35 @@ from trustfix.trainer.events import (
 
 def suggestion(**changes) -> Suggestion:
     base = Suggestion(
-        id="s1", policy_version=3, state="unit f", state_sha256="ab" * 32,
+        id="s1",
+        policy_version=3,
+        state="unit f",
+        state_sha256="ab" * 32,
         features={"candidates": 2.0},
-        candidates=[CandidateRecord("swap < for <=", "operator", "-a\n+b\n", 4, "cd" * 32, -0.5),
-                    CandidateRecord("ruff format", "ruff-format", None, 1, "ef" * 32, -1.2)],
-        chosen=1, old_log_prob=-0.5, reviewer="r-" + "0" * 32, role="student", time=1.0,
+        candidates=[
+            CandidateRecord("swap < for <=", "operator", "-a\n+b\n", 4, "cd" * 32, -0.5),
+            CandidateRecord("ruff format", "ruff-format", None, 1, "ef" * 32, -1.2),
+        ],
+        chosen=1,
+        old_log_prob=-0.5,
+        reviewer="r-" + "0" * 32,
+        role="student",
+        time=1.0,
     )
     return msgspec.structs.replace(base, **changes)
 
 
 def test_round_trip_and_keys() -> None:
     s = suggestion()
-    f = Feedback(id="f1", suggestion_id="s1", reviewer="r-1", role="developer", kind="score",
-                 time=2.0, score=4)
+    f = Feedback(
+        id="f1",
+        suggestion_id="s1",
+        reviewer="r-1",
+        role="developer",
+        kind="score",
+        time=2.0,
+        score=4,
+    )
     assert decode_event(encode_event(s)) == s
     assert decode_event(encode_event(f)) == f
     assert event_key(s) == "s1@0" and event_key(msgspec.structs.replace(s, revision=1)) == "s1@1"
@@ -56,8 +72,19 @@ def test_round_trip_and_keys() -> None:
     ],
 )
 def test_feedback_rejections_say_why(mutate, reason: str) -> None:
-    data = json.loads(encode_event(Feedback(id="f1", suggestion_id="s1", reviewer="r-1",
-                                            role="developer", kind="score", time=2.0, score=4)))
+    data = json.loads(
+        encode_event(
+            Feedback(
+                id="f1",
+                suggestion_id="s1",
+                reviewer="r-1",
+                role="developer",
+                kind="score",
+                time=2.0,
+                score=4,
+            )
+        )
+    )
     mutate(data)
     with pytest.raises(EventError, match=reason) as info:
         decode_event(json.dumps(data))
@@ -66,9 +93,12 @@ def test_feedback_rejections_say_why(mutate, reason: str) -> None:
 
 def test_suggestion_rejections() -> None:
     good = json.loads(encode_event(suggestion()))
-    for change, reason in [({"chosen": 3}, "out of range"), ({"candidates": []}, "length >= 1"),
-                           ({"state_sha256": "xyz"}, "matching regex"),
-                           ({"old_log_prob": 0.5}, "<= 0.0")]:
+    for change, reason in [
+        ({"chosen": 3}, "out of range"),
+        ({"candidates": []}, "length >= 1"),
+        ({"state_sha256": "xyz"}, "matching regex"),
+        ({"old_log_prob": 0.5}, "<= 0.0"),
+    ]:
         with pytest.raises(EventError, match=reason):
             decode_event(json.dumps({**good, **change}))
     for junk in (b"", b"\xff\xfe", b"[1, 2]", b'{"type": "suggestion"'):
@@ -77,7 +107,7 @@ def test_suggestion_rejections() -> None:
 
 
 def test_encode_refuses_invalid_events() -> None:
-    with pytest.raises(EventError, match="<= 0.0"):
+    with pytest.raises(EventError, match=r"<= 0\.0"):
         encode_event(suggestion(old_log_prob=1.0))
     with pytest.raises(EventError, match="not an event"):
         encode_event({"type": "feedback"})
@@ -86,8 +116,11 @@ def test_encode_refuses_invalid_events() -> None:
 def test_candidate_text_keeps_title_and_changed_lines_only() -> None:
     from trustfix.trainer.events import candidate_text
 
-    diff = ("--- a/f.py\n+++ b/f.py\n@@ -1,3 +1,3 @@\n def f(x):\n-    return x < 0\n"
-            "+    return x <= 0\n     # done\n")
+    diff = (
+        "--- a/f.py\n+++ b/f.py\n@@ -1,3 +1,3 @@\n def f(x):\n-    return x < 0\n"
+        "+    return x <= 0\n     # done\n"
+    )
     assert candidate_text("swap < for <= on line 2", diff) == (
-        "swap < for <= on line 2\n-    return x < 0\n+    return x <= 0")
+        "swap < for <= on line 2\n-    return x < 0\n+    return x <= 0"
+    )
     assert candidate_text("STOP-like", None) == "STOP-like"

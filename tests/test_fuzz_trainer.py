@@ -40,9 +40,12 @@ MAX_MESSAGE = 1 << 20
 HARD_LIMIT = 4 << 20
 MAX_EVENTS = 2000
 SETTINGS = {
-    "encoders.text_encoder": "hashing", "encoders.code_encoder": "hashing",
-    "stream.update_every": 10**9, "stream.min_samples": 10**9,
-    "stream.max_message_bytes": MAX_MESSAGE, "stream.hard_limit_bytes": HARD_LIMIT,
+    "encoders.text_encoder": "hashing",
+    "encoders.code_encoder": "hashing",
+    "stream.update_every": 10**9,
+    "stream.min_samples": 10**9,
+    "stream.max_message_bytes": MAX_MESSAGE,
+    "stream.hard_limit_bytes": HARD_LIMIT,
     "stream.max_batch_events": MAX_EVENTS,
 }
 GOOD = encode_event(make_suggestion(10**6, "r-fuzz"))
@@ -55,7 +58,7 @@ def _json_value(rng: random.Random, depth: int = 0) -> object:
     if pick == 0:
         return rng.choice([None, True, False])
     if pick == 1:
-        return rng.choice([0, -1, 2**63, -(2**70), rng.randrange(-10**6, 10**6)])
+        return rng.choice([0, -1, 2**63, -(2**70), rng.randrange(-(10**6), 10**6)])
     if pick == 2:
         return rng.choice([1e308, -0.0, 3.5])
     if pick == 3:
@@ -64,8 +67,12 @@ def _json_value(rng: random.Random, depth: int = 0) -> object:
         return "x" * rng.randrange(0, 5000)
     if pick == 5:
         return [_json_value(rng, depth + 1) for _ in range(rng.randrange(0, 5))]
-    return {rng.choice(["type", "id", "v", "kind", "reviewer", "score", "x"]): _json_value(rng, depth + 1)
-            for _ in range(rng.randrange(0, 6))}
+    return {
+        rng.choice(["type", "id", "v", "kind", "reviewer", "score", "x"]): _json_value(
+            rng, depth + 1
+        )
+        for _ in range(rng.randrange(0, 6))
+    }
 
 
 def _mutated_event(rng: random.Random) -> bytes:
@@ -93,11 +100,17 @@ def wrong_protocol(rng: random.Random) -> Request:
 
 
 def truncated(rng: random.Random) -> Request:
-    return rng.choice([
-        ([PROTOCOL], "truncated"), ([PROTOCOL, BATCH], "truncated"),
-        ([PROTOCOL, BATCH, b"id"], "truncated"), ([PROTOCOL, META], "truncated"),
-        ([PROTOCOL, CHUNK, b"1"], "truncated"), ([PROTOCOL, TRUST], "truncated"),
-        ([PROTOCOL, BATCH, b"id", b"[]"], "truncated")])
+    return rng.choice(
+        [
+            ([PROTOCOL], "truncated"),
+            ([PROTOCOL, BATCH], "truncated"),
+            ([PROTOCOL, BATCH, b"id"], "truncated"),
+            ([PROTOCOL, META], "truncated"),
+            ([PROTOCOL, CHUNK, b"1"], "truncated"),
+            ([PROTOCOL, TRUST], "truncated"),
+            ([PROTOCOL, BATCH, b"id", b"[]"], "truncated"),
+        ]
+    )
 
 
 def unknown_kind(rng: random.Random) -> Request:
@@ -114,15 +127,26 @@ def too_many_frames(rng: random.Random) -> Request:
 
 
 def garbage_batch(rng: random.Random) -> Request:
-    frame = rng.choice([_bytes(rng, rng.randrange(1, 4000)), b"{}", b'"s"', b"[1,", b"[" + GOOD,
-                        b"\x00" * 100, b'["\\ud800"]'])  # last: a lone surrogate
+    frame = rng.choice(
+        [
+            _bytes(rng, rng.randrange(1, 4000)),
+            b"{}",
+            b'"s"',
+            b"[1,",
+            b"[" + GOOD,
+            b"\x00" * 100,
+            b'["\\ud800"]',
+        ]
+    )  # last: a lone surrogate
     return [PROTOCOL, BATCH, b"g%d" % rng.randrange(10**6), frame], "malformed"
 
 
 def bad_events(rng: random.Random) -> Request:
     """A JSON array of mutated events and random values: an ack, each bad element counted."""
-    items = [_mutated_event(rng) if rng.random() < 0.6 else json.dumps(_json_value(rng)).encode()
-             for _ in range(rng.randrange(1, 300))]
+    items = [
+        _mutated_event(rng) if rng.random() < 0.6 else json.dumps(_json_value(rng)).encode()
+        for _ in range(rng.randrange(1, 300))
+    ]
     return [PROTOCOL, BATCH, b"e%d" % rng.randrange(10**6), encode_batch(items)], "ack"
 
 
@@ -168,11 +192,18 @@ def ping(rng: random.Random) -> Request:
 
 
 CATEGORIES: dict[str, Callable[[random.Random], Request]] = {
-    "wrong protocol": wrong_protocol, "truncated": truncated, "unknown kind": unknown_kind,
-    "too many frames": too_many_frames, "garbage batch": garbage_batch,
-    "bad events": bad_events, "deep nesting": deep_nesting, "wide batch": wide_batch,
-    "oversized message": oversized, "weights request": weights_request,
-    "trust request": trust_request, "ping": ping,
+    "wrong protocol": wrong_protocol,
+    "truncated": truncated,
+    "unknown kind": unknown_kind,
+    "too many frames": too_many_frames,
+    "garbage batch": garbage_batch,
+    "bad events": bad_events,
+    "deep nesting": deep_nesting,
+    "wide batch": wide_batch,
+    "oversized message": oversized,
+    "weights request": weights_request,
+    "trust request": trust_request,
+    "ping": ping,
 }
 WEIGHTS = {"deep nesting": 0.3, "wide batch": 0.3, "oversized message": 0.3}
 """Fewer of the costly categories (each still tried several times at the default size)."""
@@ -206,11 +237,27 @@ def children(pid: int) -> list[int]:
 def start_trainer(tmp_path: Path, port: int, pub: int) -> subprocess.Popen:
     settings = [a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")]
     return subprocess.Popen(
-        [sys.executable, "-m", "trustfix.trainer", "--store", str(tmp_path / "store.sqlite"),
-         "--checkpoints", str(tmp_path / "ckpt"), "--endpoint", f"tcp://127.0.0.1:{port}",
-         "--pub", f"tcp://127.0.0.1:{pub}", "--config", str(tmp_path / "none.toml"),
-         "--log-level", "WARNING", *settings],
-        stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            sys.executable,
+            "-m",
+            "trustfix.trainer",
+            "--store",
+            str(tmp_path / "store.sqlite"),
+            "--checkpoints",
+            str(tmp_path / "ckpt"),
+            "--endpoint",
+            f"tcp://127.0.0.1:{port}",
+            "--pub",
+            f"tcp://127.0.0.1:{pub}",
+            "--config",
+            str(tmp_path / "none.toml"),
+            "--log-level",
+            "WARNING",
+            *settings,
+        ],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def dealer(port: int) -> zmq.Socket:
@@ -249,7 +296,8 @@ def ready(port: int, trainer: subprocess.Popen) -> None:
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_hostile_requests_are_all_answered_counted_and_harmless(
-        tmp_path: Path, free_port: Callable[[], int]):
+    tmp_path: Path, free_port: Callable[[], int]
+):
     rng = random.Random(SEED)
     port, pub = free_port(), free_port()
     trainer = start_trainer(tmp_path, port, pub)
@@ -293,9 +341,16 @@ def test_hostile_requests_are_all_answered_counted_and_harmless(
         events = event_stream(1000)
         for resend in (False, True):
             for start in range(0, len(events), 100):
-                chunk = events[start:start + 100]
-                reply, _ = answer(socket, [PROTOCOL, BATCH, b"v%d" % start,
-                                           encode_batch([encode_event(e) for e in chunk])])
+                chunk = events[start : start + 100]
+                reply, _ = answer(
+                    socket,
+                    [
+                        PROTOCOL,
+                        BATCH,
+                        b"v%d" % start,
+                        encode_batch([encode_event(e) for e in chunk]),
+                    ],
+                )
                 report = msgspec.json.decode(reply[3])
                 assert reply[1] == ACK and report["rejected_total"] == 0
                 assert report["stored" if not resend else "duplicates"] == len(chunk)
@@ -316,10 +371,14 @@ def test_hostile_requests_are_all_answered_counted_and_harmless(
     assert rejects == dict(expected_rejects), "every reject counted under its reason"
     assert rss_after - rss_before < RSS_GROWTH_MB, (rss_before, rss_after)
     latencies.sort()
-    report = [(f"{REQUESTS} hostile requests, seed {SEED}: every one answered, median "
-               f"{latencies[len(latencies) // 2] * 1000:.0f} ms, slowest {latencies[-1]:.2f} s; "
-               f"RSS {rss_before:.0f} -> {rss_after:.0f} MB; rejects counted {dict(rejects)}, "
-               f"disconnected {disconnected}; 1,000 valid events stored once")]
+    report = [
+        (
+            f"{REQUESTS} hostile requests, seed {SEED}: every one answered, median "
+            f"{latencies[len(latencies) // 2] * 1000:.0f} ms, slowest {latencies[-1]:.2f} s; "
+            f"RSS {rss_before:.0f} -> {rss_after:.0f} MB; rejects counted {dict(rejects)}, "
+            f"disconnected {disconnected}; 1,000 valid events stored once"
+        )
+    ]
     for (name, got), n in sorted(tried.items()):
         report.append(f"  {name:20s} -> {got:16s} {n}")
     print("\n".join(report))

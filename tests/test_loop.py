@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from pytest_lsp import client_capabilities
 from test_lsp import ADD_LINE, BUGGY, actions, command, events, open_doc, start, stop
-
 from trustfix.server.privacy import installation_key, pseudonym
 from trustfix.trainer.config import EncoderConfig, StreamConfig, TrustfixConfig
 from trustfix.trainer.daemon import TrainerDaemon
@@ -22,13 +21,24 @@ HASHING = TrustfixConfig(encoders=EncoderConfig(text_encoder="hashing", code_enc
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_feedback_reaches_the_trainer_and_a_new_policy_comes_back(tmp_path: Path) -> None:
-    daemon = TrainerDaemon(tmp_path / "trainer.sqlite", tmp_path / "trainer-ckpt",
-                           "tcp://127.0.0.1:0", "tcp://127.0.0.1:0", HASHING, FAST)
+    daemon = TrainerDaemon(
+        tmp_path / "trainer.sqlite",
+        tmp_path / "trainer-ckpt",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:0",
+        HASHING,
+        FAST,
+    )
     thread = threading.Thread(target=daemon.serve_forever, daemon=True)
     thread.start()
-    client = await start(tmp_path, client_capabilities("visual_studio_code"),
-                         trainerEndpoint=daemon.endpoint, trainerPublishEndpoint=daemon.pub_endpoint,
-                         checkpointPoll=0.2, offerExpiry=600)
+    client = await start(
+        tmp_path,
+        client_capabilities("visual_studio_code"),
+        trainerEndpoint=daemon.endpoint,
+        trainerPublishEndpoint=daemon.pub_endpoint,
+        checkpointPoll=0.2,
+        offerExpiry=600,
+    )
     uri = (tmp_path / "buggy.py").as_uri()
     try:
         open_doc(client, uri, BUGGY)

@@ -26,8 +26,7 @@ BUGGY = (Path(__file__).parent / "fixtures" / "buggy.txt").read_text()
 """Two functions: ``add`` compares with ``== None`` (ruff E711)."""
 ADD_LINE = 14  # 0-based line of "    if a == None:"
 TITLE = re.compile(r"^trustfix: .+ \(p=[01]\.\d\d\)$")
-TIMING = {"debounce": 0.05, "offerExpiry": 1.5, "editCheckpoints": [0.4, 0.8],
-          "commentQuiet": 0.15}
+TIMING = {"debounce": 0.05, "offerExpiry": 1.5, "editCheckpoints": [0.4, 0.8], "commentQuiet": 0.15}
 
 
 def make_client() -> LanguageClient:
@@ -41,6 +40,7 @@ def make_client() -> LanguageClient:
     @client.feature("trustfix/status")
     def status(ls: LanguageClient, params: Any) -> None:
         ls.statuses.append(params)
+
     client.versions: dict[str, int] = {}
 
     @client.feature(types.WORKSPACE_APPLY_EDIT)
@@ -59,48 +59,75 @@ def make_client() -> LanguageClient:
 
 def open_doc(client: LanguageClient, uri: str, text: str, language: str = "python") -> None:
     client.texts[uri], client.versions[uri] = text, 1
-    client.text_document_did_open(types.DidOpenTextDocumentParams(
-        types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)))
+    client.text_document_did_open(
+        types.DidOpenTextDocumentParams(
+            types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
+        )
+    )
 
 
 def change(client: LanguageClient, uri: str, text: str) -> None:
     """Replace the whole document (full-text didChange)."""
     client.texts[uri] = text
     client.versions[uri] += 1
-    client.text_document_did_change(types.DidChangeTextDocumentParams(
-        text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=client.versions[uri]),
-        content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
-    ))
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(
+                uri=uri, version=client.versions[uri]
+            ),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
 
 
-async def start(tmp_path: Path, capabilities: types.ClientCapabilities,
-                **options: Any) -> LanguageClient:
+async def start(
+    tmp_path: Path, capabilities: types.ClientCapabilities, **options: Any
+) -> LanguageClient:
     config = ClientServerConfig(
-        server_command=[str(Path(sys.executable).parent / "trustfix"), "serve",
-                        "--log-level", "WARNING", "--manual-clock"],
+        server_command=[
+            str(Path(sys.executable).parent / "trustfix"),
+            "serve",
+            "--log-level",
+            "WARNING",
+            "--manual-clock",
+        ],
         client_factory=make_client,
     )
     client = await config.start()
-    await client.initialize_session(types.InitializeParams(
-        capabilities=capabilities,
-        root_uri=tmp_path.as_uri(),
-        initialization_options={"reviewerId": "ada", "role": "student", "trainerEndpoint": "",
-                                "topK": 3, "telemetry": "all", "dataDir": str(tmp_path / "data"),
-                                **TIMING, **options},
-    ))
+    await client.initialize_session(
+        types.InitializeParams(
+            capabilities=capabilities,
+            root_uri=tmp_path.as_uri(),
+            initialization_options={
+                "reviewerId": "ada",
+                "role": "student",
+                "trainerEndpoint": "",
+                "topK": 3,
+                "telemetry": "all",
+                "dataDir": str(tmp_path / "data"),
+                **TIMING,
+                **options,
+            },
+        )
+    )
     return client
 
 
 async def actions(client: LanguageClient, uri: str, line: int, character: int = 8) -> list:
     pos = types.Position(line, character)
-    return await client.text_document_code_action_async(types.CodeActionParams(
-        text_document=types.TextDocumentIdentifier(uri), range=types.Range(pos, pos),
-        context=types.CodeActionContext(diagnostics=[])))
+    return await client.text_document_code_action_async(
+        types.CodeActionParams(
+            text_document=types.TextDocumentIdentifier(uri),
+            range=types.Range(pos, pos),
+            context=types.CodeActionContext(diagnostics=[]),
+        )
+    )
 
 
 async def command(client: LanguageClient, name: str, *args: Any) -> Any:
     return await client.workspace_execute_command_async(
-        types.ExecuteCommandParams(command=name, arguments=list(args)))
+        types.ExecuteCommandParams(command=name, arguments=list(args))
+    )
 
 
 async def advance(client: LanguageClient, seconds: float) -> dict[str, Any]:
@@ -119,8 +146,10 @@ def events(tmp_path: Path) -> tuple[list[Suggestion], list[Feedback]]:
         found = [event for _, event in outbox.pending(10_000)]
     finally:
         outbox.close()
-    return ([e for e in found if isinstance(e, Suggestion)],
-            [e for e in found if isinstance(e, Feedback)])
+    return (
+        [e for e in found if isinstance(e, Suggestion)],
+        [e for e in found if isinstance(e, Feedback)],
+    )
 
 
 def no_resolve() -> types.ClientCapabilities:
@@ -164,8 +193,9 @@ async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
         await command(client, "trustfix.reject", ids[1])
         await command(client, "trustfix.rate", ids[0], 4)
         await command(client, "trustfix.comment", ids[0], "  good catch  ")
-        edited = after.replace("    return a + b\n",
-                               "    # trustfix: keep the None check\n    return b + a\n")
+        edited = after.replace(
+            "    return a + b\n", "    # trustfix: keep the None check\n    return b + a\n"
+        )
         assert edited != after
         change(client, uri, edited)
         await advance(client, 0.5)  # the first edit checkpoint passes, the comment is seen
@@ -176,8 +206,9 @@ async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
         assert trust["reviewer"] == "ada" and trust["trust"] is None and trust["alpha"] is None
         assert trust["policyVersion"] is None
         assert "comment" in trust["lastFeedback"]
-        hover = await client.text_document_hover_async(types.HoverParams(
-            types.TextDocumentIdentifier(uri), types.Position(4, 8)))
+        hover = await client.text_document_hover_async(
+            types.HoverParams(types.TextDocumentIdentifier(uri), types.Position(4, 8))
+        )
         assert "STOP" in hover.contents.value and "not reported yet" in hover.contents.value
         clock = await advance(client, 1.0)  # the third offer expires unused
         assert clock["time"] == 2.0 and clock["offers"] == 3
@@ -191,15 +222,16 @@ async def test_vscode_session_records_every_feedback(tmp_path: Path) -> None:
 
     suggestions, feedback = events(tmp_path)
     assert sorted(s.id for s in suggestions) == sorted(ids)
-    key = (tmp_path / "data" / "reviewer.key")
+    key = tmp_path / "data" / "reviewer.key"
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     reviewer = "r-" + hmac.new(key.read_bytes(), b"ada", hashlib.sha256).hexdigest()[:32]
     for s in suggestions:
         assert s.reviewer == reviewer and s.role == "student" and s.policy_version is None
         assert s.state and "def add" in s.state and s.candidates[s.chosen - 1].diff
         assert s.old_log_prob == pytest.approx(s.candidates[s.chosen - 1].log_prob)
-    got = sorted((ids.index(f.suggestion_id), f.kind, f.text, f.score) for f in feedback
-                 if f.kind != "edit")
+    got = sorted(
+        (ids.index(f.suggestion_id), f.kind, f.text, f.score) for f in feedback if f.kind != "edit"
+    )
     assert got == [
         (0, "accept", None, None),
         (0, "comment", "good catch", None),
@@ -287,8 +319,9 @@ async def test_bad_inputs_get_errors_or_empty_answers(tmp_path: Path) -> None:
 
         assert list(await actions(client, broken_uri, 10_000, 3)) == []
         assert await actions(client, broken_uri, ADD_LINE, 10_000) is not None
-        client.text_document_did_close(types.DidCloseTextDocumentParams(
-            types.TextDocumentIdentifier(broken_uri)))
+        client.text_document_did_close(
+            types.DidCloseTextDocumentParams(types.TextDocumentIdentifier(broken_uri))
+        )
         assert list(await actions(client, broken_uri, ADD_LINE)) == []
 
         for name, args, message in [
@@ -315,8 +348,9 @@ async def test_bad_inputs_get_errors_or_empty_answers(tmp_path: Path) -> None:
             with pytest.raises(JsonRpcException, match=message):
                 await command(client, name, *args)
         with pytest.raises(JsonRpcException, match="unknown suggestion id"):
-            await client.code_action_resolve_async(types.CodeAction(
-                title="x", data={"suggestionId": "nope"}))
+            await client.code_action_resolve_async(
+                types.CodeAction(title="x", data={"suggestionId": "nope"})
+            )
         # still serving
         assert len(await actions(client, good, ADD_LINE)) == 3
         assert (await command(client, "trustfix.trust"))["reviewer"] == "ada"
@@ -362,8 +396,9 @@ async def test_candidates_are_verified_by_the_workspace_tests_and_checked_after_
                 break
     finally:
         await stop(client)
-    offered_fix = [s for s in events(tmp_path)[0]
-                   if s.id == fix.command.arguments[0] and s.revision == 0]
+    offered_fix = [
+        s for s in events(tmp_path)[0] if s.id == fix.command.arguments[0] and s.revision == 0
+    ]
     (verified,) = offered_fix
     assert verified.r_env == 1.0 and verified.evidence.command == "sandbox: test_calc.py"
     assert verified.evidence.verdict == "supports"

@@ -12,8 +12,13 @@ from trustfix.server.units import units
 
 SOURCE = "def add(a, b):\n    return a - b\n"
 FIXED = "def add(a, b):\n    return a + b\n"
-SETTINGS = ServerSettings(offer_expiry_s=10.0, offer_keep_s=100.0, edit_checkpoints=(5.0, 20.0),
-                          comment_quiet_s=1.0, max_offers=6)
+SETTINGS = ServerSettings(
+    offer_expiry_s=10.0,
+    offer_keep_s=100.0,
+    edit_checkpoints=(5.0, 20.0),
+    comment_quiet_s=1.0,
+    max_offers=6,
+)
 
 
 def ranking() -> Ranking:
@@ -36,8 +41,11 @@ def test_unanswered_offers_are_ignored_then_dropped_and_repeat_requests_reuse_id
     assert book.tick(SETTINGS, lambda uri: SOURCE) == []
     clock.advance(0.1)
     notes = book.tick(SETTINGS, lambda uri: SOURCE)
-    assert [(n.offer.id, n.kind) for n in notes] == [("r1-0", "ignore"), ("r1-1", "ignore"),
-                                                    ("r1-2", "ignore")]
+    assert [(n.offer.id, n.kind) for n in notes] == [
+        ("r1-0", "ignore"),
+        ("r1-1", "ignore"),
+        ("r1-2", "ignore"),
+    ]
     assert all(o.status is OfferStatus.IGNORED for o in made)
     assert book.open_offers(("m.py", "r1")) is None  # a repeated request now gets new offers
     assert book.tick(SETTINGS, lambda uri: SOURCE) == []  # ignored once only

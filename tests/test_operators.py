@@ -22,7 +22,9 @@ def test_comparison_swaps_exact() -> None:
     src = "def f(a, b):\n    return a < b\n"
     expected = _body("def f(a, b):\n    return a {} b\n", "<=", ">", ">=", "==", "!=")
     assert _results(src, "comparison") == expected
-    assert _results("x = a == b\n", "comparison") == _body("x = a {} b\n", "!=", "<", "<=", ">", ">=")
+    assert _results("x = a == b\n", "comparison") == _body(
+        "x = a {} b\n", "!=", "<", "<=", ">", ">="
+    )
     first = operator_edits(src, families=["comparison"])
     assert [e.rank for e in first] == [0, 1, 2, 3, 4]  # the table's choices before the rest
 
@@ -115,9 +117,16 @@ def test_edits_stay_in_range_and_respect_cap() -> None:
 
 
 INVERTIBLE = (
-    "comparison", "arithmetic", "off_by_one", "negation", "and_or", "swap_args",
-    "wrong_variable", "is_eq", "constant",
-)  # fmt: skip
+    "comparison",
+    "arithmetic",
+    "off_by_one",
+    "negation",
+    "and_or",
+    "swap_args",
+    "wrong_variable",
+    "is_eq",
+    "constant",
+)
 """The operator families that are closed under inversion (each edit's inverse is an edit)."""
 
 

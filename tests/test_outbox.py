@@ -15,8 +15,14 @@ from trustfix.trainer.events import Feedback, encode_event
 
 
 def feedback(i: int) -> Feedback:
-    return Feedback(id=f"f{i}", suggestion_id="s1", reviewer="r-1", role="developer",
-                    kind="accept", time=float(i))
+    return Feedback(
+        id=f"f{i}",
+        suggestion_id="s1",
+        reviewer="r-1",
+        role="developer",
+        kind="accept",
+        time=float(i),
+    )
 
 
 def test_events_kept_until_acked_and_survive_reopening(tmp_path: Path) -> None:
@@ -67,8 +73,10 @@ def test_corrupt_rows_are_skipped(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite")
     box.add(feedback(1))
     conn = sqlite3.connect(tmp_path / "o.sqlite")
-    conn.execute("INSERT INTO events (key, type, created, body) VALUES ('x', 'feedback', 0, ?)",
-                 (b'{"type": "feedback"}',))
+    conn.execute(
+        "INSERT INTO events (key, type, created, body) VALUES ('x', 'feedback', 0, ?)",
+        (b'{"type": "feedback"}',),
+    )
     conn.commit()
     conn.close()
     assert [k for k, _ in box.pending(10)] == ["f1"]
@@ -77,8 +85,10 @@ def test_corrupt_rows_are_skipped(tmp_path: Path) -> None:
 
 def test_concurrent_writers(tmp_path: Path) -> None:
     box = Outbox(tmp_path / "o.sqlite")
-    threads = [threading.Thread(target=lambda j=j: [box.add(feedback(j * 100 + i))
-                                                     for i in range(50)]) for j in range(4)]
+    threads = [
+        threading.Thread(target=lambda j=j: [box.add(feedback(j * 100 + i)) for i in range(50)])
+        for j in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

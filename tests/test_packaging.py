@@ -18,7 +18,9 @@ def test_subpackages_import_under_trustfix():
 def test_no_bare_server_or_trainer_package(tmp_path):
     # run from an empty directory so the checkout itself is not on sys.path
     code = "import importlib.util as u; print(u.find_spec('server'), u.find_spec('trainer'), u.find_spec('bench'))"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
     assert out.stdout.split() == ["None", "None", "None"]
 
 
@@ -34,7 +36,9 @@ def test_trainer_never_imports_server():
 def test_importing_the_trainer_prints_nothing():
     out = subprocess.run(
         [sys.executable, "-c", "import trustfix.trainer, trustfix.server"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert out.stdout == ""
 
@@ -58,5 +62,7 @@ def test_public_api_resolves_lazily():
 
 
 def test_python_dash_m_trustfix():
-    out = subprocess.run([sys.executable, "-m", "trustfix", "--help"], capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "trustfix", "--help"], capture_output=True, text=True
+    )
     assert out.returncode == 0 and "serve" in out.stdout

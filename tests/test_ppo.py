@@ -6,7 +6,6 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from trustfix.trainer.config import PPOConfig, TrustRegionConfig
 from trustfix.trainer.policies.base import Policy, PolicyOutput
 from trustfix.trainer.ppo import (

@@ -37,7 +37,7 @@ get the true fix in the top 3 (measured: 2; the untrained ranker: 1)."""
 TOP5_THRESHOLD = 4
 """... and at least this many in the top 5 (measured: 6; the untrained ranker: 2)."""
 
-FUNCTIONS = '''
+FUNCTIONS = """
 def clamp(value, low, high):
     if value < low:
         return low
@@ -66,7 +66,7 @@ def count_positive(numbers):
         if n > 0:
             count += 1
     return count
-'''
+"""
 
 
 def _planted_solution() -> str:
@@ -123,9 +123,14 @@ def _corpus(tmp_path: Path) -> list:
     """A small corpus of varied functions written in the test."""
     lines = []
     for i in range(24):
-        lines.append(FUNCTIONS.replace("clamp", f"clamp{i}").replace("total_length", f"tl{i}")
-                     .replace("first_index", f"fi{i}").replace("count_positive", f"cp{i}")
-                     .replace("total", f"acc{i % 5}").replace("count", f"n{i % 3}"))
+        lines.append(
+            FUNCTIONS.replace("clamp", f"clamp{i}")
+            .replace("total_length", f"tl{i}")
+            .replace("first_index", f"fi{i}")
+            .replace("count_positive", f"cp{i}")
+            .replace("total", f"acc{i % 5}")
+            .replace("count", f"n{i % 3}")
+        )
     (tmp_path / "m.py").write_text("\n".join(lines))
     functions, _ = build_corpus([tmp_path], leakage=LeakageFilter([]))
     return functions
@@ -150,13 +155,17 @@ def test_right_actions_of_a_stop_and_a_repair_draft() -> None:
 
     cands = [Candidate("a", "operator", "", "x = 1\n", 1), Candidate("b", "ruff", "", "x=1\n", 1)]
     assert right_actions(Draft("k", "stop", "stop", "y\n", "y\n", None), cands) == (0,)
-    assert right_actions(Draft("k", "repair", "constant", "x = 0\n", "x = 1\n", None), cands) == (1,)
+    assert right_actions(Draft("k", "repair", "constant", "x = 0\n", "x = 1\n", None), cands) == (
+        1,
+    )
     assert right_actions(Draft("k", "style", "style", "x=1\n", "x=1\n", None), cands) == (2,)
 
 
 def test_set_cross_entropy_and_uniform_top_k() -> None:
     log_probs = torch.log(torch.tensor([[0.5, 0.25, 0.25]]))
-    assert float(set_cross_entropy(log_probs, [(1, 2)])) == pytest.approx(-torch.log(torch.tensor(0.5)))
+    assert float(set_cross_entropy(log_probs, [(1, 2)])) == pytest.approx(
+        -torch.log(torch.tensor(0.5))
+    )
     assert uniform_top_k(10, 1, 1) == pytest.approx(0.1)
     assert uniform_top_k(10, 2, 5) == pytest.approx(1 - 10 / 45 * 1)  # C(8,5)/C(10,5) = 56/252
     assert uniform_top_k(3, 1, 5) == 1.0
@@ -252,8 +261,11 @@ def test_pretrained_policy_ranks_the_true_fix_high_on_held_out_tasks() -> None:
     assert sum(r is not None and r < 5 for r in ranks) >= TOP5_THRESHOLD, ranks
 
 
-LONG = "def long(xs):\n" + "".join(f"    v{i} = xs[{i}] + {i} * len(xs)\n" for i in range(60)) + \
-    "    return v0\n"
+LONG = (
+    "def long(xs):\n"
+    + "".join(f"    v{i} = xs[{i}] + {i} * len(xs)\n" for i in range(60))
+    + "    return v0\n"
+)
 
 
 def test_state_keeps_a_short_unit_whole_within_the_budget() -> None:

@@ -158,8 +158,12 @@ def test_failing_lines_and_the_cursor_come_first() -> None:
 
 def test_one_hunk_diffs_match_difflib_where_windows_share_no_line() -> None:
     old = "a\nb\nc\nd\ne\nf\ng\n"
-    for new in ("a\nb\nc\nX\ne\nf\ng\n", "a\nb\nc\nd\nY\nZ\ne\nf\ng\n", "b\nc\nd\ne\nf\ng\n",
-                "a\nb\nc\nd\ne\nf\ng"):  # fmt: skip
+    for new in (
+        "a\nb\nc\nX\ne\nf\ng\n",
+        "a\nb\nc\nd\nY\nZ\ne\nf\ng\n",
+        "b\nc\nd\ne\nf\ng\n",
+        "a\nb\nc\nd\ne\nf\ng",
+    ):
         expected = "".join(
             line if line.endswith("\n") else line + "\n\\ No newline at end of file\n"
             for line in difflib.unified_diff(

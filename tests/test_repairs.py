@@ -15,93 +15,153 @@ NO_SITE = "def f():\n    pass\n"
 # family -> (buggy function, its intended fix); each a bug of the kind the family repairs
 CASES: dict[str, list[tuple[str, str]]] = {
     "comparison": [
-        (("def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
-         "        if b <= 0:\n            return True\n    return False\n"),
-         ("def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
-         "        if b < 0:\n            return True\n    return False\n")),
+        (
+            (
+                "def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
+                "        if b <= 0:\n            return True\n    return False\n"
+            ),
+            (
+                "def below_zero(ops):\n    b = 0\n    for op in ops:\n        b += op\n"
+                "        if b < 0:\n            return True\n    return False\n"
+            ),
+        ),
     ],
     "arithmetic": [
         ("def f(x, m):\n    x ^= m\n    return x\n", "def f(x, m):\n    x &= m\n    return x\n"),
         ("def f(a, b):\n    return a * b\n", "def f(a, b):\n    return a ** b\n"),
     ],
     "off_by_one": [
-        ("def f(xs):\n    for i in range(len(xs) + 1):\n        print(xs[i])\n",
-         "def f(xs):\n    for i in range(len(xs)):\n        print(xs[i])\n"),
+        (
+            "def f(xs):\n    for i in range(len(xs) + 1):\n        print(xs[i])\n",
+            "def f(xs):\n    for i in range(len(xs)):\n        print(xs[i])\n",
+        ),
     ],
-    "negation": [("def f(x):\n    if x:\n        return 1\n    return 0\n",
-                  "def f(x):\n    if not x:\n        return 1\n    return 0\n")],
+    "negation": [
+        (
+            "def f(x):\n    if x:\n        return 1\n    return 0\n",
+            "def f(x):\n    if not x:\n        return 1\n    return 0\n",
+        )
+    ],
     "and_or": [("def f(a, b):\n    return a and b\n", "def f(a, b):\n    return a or b\n")],
     "swap_args": [("def f(a, b):\n    return pow(b, a)\n", "def f(a, b):\n    return pow(a, b)\n")],
     "wrong_variable": [
-        ("def f(xs, ys):\n    out = []\n    for x in xs:\n        out.append(x)\n    return xs\n",
-         "def f(xs, ys):\n    out = []\n    for x in xs:\n        out.append(x)\n    return out\n"),
+        (
+            "def f(xs, ys):\n    out = []\n    for x in xs:\n        out.append(x)\n    return xs\n",
+            "def f(xs, ys):\n    out = []\n    for x in xs:\n        out.append(x)\n    return out\n",
+        ),
     ],
     "is_eq": [("def f(x):\n    return x is 1\n", "def f(x):\n    return x == 1\n")],
     "constant": [("def f():\n    n = 7\n    return n\n", "def f():\n    n = 8\n    return n\n")],
     "builtin": [
-        ("def f(xs):\n    return any(x > 0 for x in xs)\n",
-         "def f(xs):\n    return all(x > 0 for x in xs)\n"),
+        (
+            "def f(xs):\n    return any(x > 0 for x in xs)\n",
+            "def f(xs):\n    return all(x > 0 for x in xs)\n",
+        ),
         ("def f(a, b):\n    return max(a, b)\n", "def f(a, b):\n    return min(a, b)\n"),
     ],
     "adjust": [
-        ("def search(xs, lo, hi):\n    mid = (lo + hi) // 2\n    return search(xs, mid, hi)\n",
-         "def search(xs, lo, hi):\n    mid = (lo + hi) // 2\n    return search(xs, mid + 1, hi)\n"),
-        ("def last(xs):\n    n = len(xs)\n    return n\n",
-         "def last(xs):\n    n = len(xs) - 1\n    return n\n"),
-        ("def f(k, j):\n    for i in range(j):\n        k = k + i\n    return k\n",
-         "def f(k, j):\n    for i in range(j):\n        k = k + i\n    return k - j\n"),
-        ("def f(xs):\n    return sum(x for x in xs)\n", "def f(xs):\n    return sum(x ** 2 for x in xs)\n"),
+        (
+            "def search(xs, lo, hi):\n    mid = (lo + hi) // 2\n    return search(xs, mid, hi)\n",
+            "def search(xs, lo, hi):\n    mid = (lo + hi) // 2\n    return search(xs, mid + 1, hi)\n",
+        ),
+        (
+            "def last(xs):\n    n = len(xs)\n    return n\n",
+            "def last(xs):\n    n = len(xs) - 1\n    return n\n",
+        ),
+        (
+            "def f(k, j):\n    for i in range(j):\n        k = k + i\n    return k\n",
+            "def f(k, j):\n    for i in range(j):\n        k = k + i\n    return k - j\n",
+        ),
+        (
+            "def f(xs):\n    return sum(x for x in xs)\n",
+            "def f(xs):\n    return sum(x ** 2 for x in xs)\n",
+        ),
     ],
     "replace": [
-        ("def depth(node):\n    a = node.left\n    b = node.left\n    return a, b\n",
-         "def depth(node):\n    a = node.left\n    b = node.right\n    return a, b\n"),
+        (
+            "def depth(node):\n    a = node.left\n    b = node.left\n    return a, b\n",
+            "def depth(node):\n    a = node.left\n    b = node.right\n    return a, b\n",
+        ),
         ("def f(d, u, v):\n    return d[u, v]\n", "def f(d, u, v):\n    return d[v]\n"),
         ("def f(x):\n    return abs(x)\n", "def f(x):\n    return x\n"),
         ("def f(b):\n    return len(b) + sum(b)\n", "def f(b):\n    return len(b) + sum(b[1:])\n"),
     ],
     "swap_operands": [
-        ("def f(result, c):\n    return result + c\n", "def f(result, c):\n    return c + result\n"),
+        (
+            "def f(result, c):\n    return result + c\n",
+            "def f(result, c):\n    return c + result\n",
+        ),
         ("def f(m, j, k):\n    return m[j, k]\n", "def f(m, j, k):\n    return m[k, j]\n"),
         ("def f(m, j, k):\n    return m[j][k]\n", "def f(m, j, k):\n    return m[k][j]\n"),
     ],
     "condition": [
-        ("def f(x, y):\n    if x > y:\n        return 1\n    return 0\n",
-         "def f(x, y):\n    if x is None or x > y:\n        return 1\n    return 0\n"),
-        ("def f(coins, n):\n    if n < 0:\n        return 0\n    return f(coins[1:], n - coins[0])\n",
-         ("def f(coins, n):\n    if n < 0 or not coins:\n        return 0\n"
-         "    return f(coins[1:], n - coins[0])\n")),
-        ("def f(n):\n    if n == 0:\n        return 1\n    return n\n",
-         "def f(n):\n    if n <= 1:\n        return 1\n    return n\n"),
-        ("def f(queue):\n    while True:\n        queue.pop()\n",
-         "def f(queue):\n    while queue:\n        queue.pop()\n"),
-        ("def f(a, b):\n    if a and b:\n        return 1\n",
-         "def f(a, b):\n    if a:\n        return 1\n"),
+        (
+            "def f(x, y):\n    if x > y:\n        return 1\n    return 0\n",
+            "def f(x, y):\n    if x is None or x > y:\n        return 1\n    return 0\n",
+        ),
+        (
+            "def f(coins, n):\n    if n < 0:\n        return 0\n    return f(coins[1:], n - coins[0])\n",
+            (
+                "def f(coins, n):\n    if n < 0 or not coins:\n        return 0\n"
+                "    return f(coins[1:], n - coins[0])\n"
+            ),
+        ),
+        (
+            "def f(n):\n    if n == 0:\n        return 1\n    return n\n",
+            "def f(n):\n    if n <= 1:\n        return 1\n    return n\n",
+        ),
+        (
+            "def f(queue):\n    while True:\n        queue.pop()\n",
+            "def f(queue):\n    while queue:\n        queue.pop()\n",
+        ),
+        (
+            "def f(a, b):\n    if a and b:\n        return 1\n",
+            "def f(a, b):\n    if a:\n        return 1\n",
+        ),
     ],
     "return_value": [
-        ("def f(n):\n    if n == 0:\n        return []\n    return f(n - 1)\n",
-         "def f(n):\n    if n == 0:\n        return [n]\n    return f(n - 1)\n"),
-        ("def subsets(xs):\n    if not xs:\n        return []\n    return xs\n",
-         "def subsets(xs):\n    if not xs:\n        return [[]]\n    return xs\n"),
+        (
+            "def f(n):\n    if n == 0:\n        return []\n    return f(n - 1)\n",
+            "def f(n):\n    if n == 0:\n        return [n]\n    return f(n - 1)\n",
+        ),
+        (
+            "def subsets(xs):\n    if not xs:\n        return []\n    return xs\n",
+            "def subsets(xs):\n    if not xs:\n        return [[]]\n    return xs\n",
+        ),
     ],
     "wrap": [
-        ("def f(xs):\n    best = 0\n    for x in xs:\n        best = x\n    return best\n",
-         "def f(xs):\n    best = 0\n    for x in xs:\n        best = max(best, x)\n    return best\n"),
-        ("def f(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n",
-         "def f(xs):\n    t = 0\n    for x in xs:\n        t = x\n    return t\n"),
+        (
+            "def f(xs):\n    best = 0\n    for x in xs:\n        best = x\n    return best\n",
+            "def f(xs):\n    best = 0\n    for x in xs:\n        best = max(best, x)\n    return best\n",
+        ),
+        (
+            "def f(xs):\n    t = 0\n    for x in xs:\n        t += x\n    return t\n",
+            "def f(xs):\n    t = 0\n    for x in xs:\n        t = x\n    return t\n",
+        ),
         ("def f(a, b):\n    return a - b\n", "def f(a, b):\n    return abs(a - b)\n"),
     ],
     "insert": [
-        ("def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n",
-         "def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total\n"),
-        ("def f(n):\n    i = 0\n    while i < n:\n        print(i)\n",
-         "def f(n):\n    i = 0\n    while i < n:\n        print(i)\n        i += 1\n"),
-        ("def f(xs):\n    out = []\n    for x in xs:\n        print(x)\n    return out\n",
-         ("def f(xs):\n    out = []\n    for x in xs:\n        print(x)\n        out.append(x)\n"
-         "    return out\n")),
-        ("def f(xs):\n    return xs[0]\n",
-         "def f(xs):\n    if not xs:\n        return None\n    return xs[0]\n"),
+        (
+            "def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n",
+            "def f(xs):\n    total = 0\n    for x in xs:\n        total += x\n    return total\n",
+        ),
+        (
+            "def f(n):\n    i = 0\n    while i < n:\n        print(i)\n",
+            "def f(n):\n    i = 0\n    while i < n:\n        print(i)\n        i += 1\n",
+        ),
+        (
+            "def f(xs):\n    out = []\n    for x in xs:\n        print(x)\n    return out\n",
+            (
+                "def f(xs):\n    out = []\n    for x in xs:\n        print(x)\n        out.append(x)\n"
+                "    return out\n"
+            ),
+        ),
+        (
+            "def f(xs):\n    return xs[0]\n",
+            "def f(xs):\n    if not xs:\n        return None\n    return xs[0]\n",
+        ),
     ],
-}  # fmt: skip
+}
 
 
 def test_every_family_has_cases() -> None:
@@ -171,8 +231,13 @@ def test_budget_cannot_starve_a_proposer_or_a_family() -> None:
 
 def test_budget_takes_failing_lines_then_the_cursor_then_the_rest() -> None:
     items = [_C("operator", "constant", line) for line in range(1, 31)]
-    taken = allocate(items, cap=3, failing_lines={20}, cursor_line=10,
-                     budget=CandidateBudget(near_cursor_lines=0))  # fmt: skip
+    taken = allocate(
+        items,
+        cap=3,
+        failing_lines={20},
+        cursor_line=10,
+        budget=CandidateBudget(near_cursor_lines=0),
+    )
     assert [c.line for c in taken] == [20, 10, 1]
     assert locality(5, {5}, 5, 3) == 0 and locality(7, (), 5, 3) == 1 and locality(9, (), 5, 3) == 2
 

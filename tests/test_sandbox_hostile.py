@@ -30,9 +30,13 @@ from trustfix.server.sandbox.isolation import detect_isolation
 ISOLATION = os.environ.get("TRUSTFIX_HOSTILE_ISOLATION", "auto")
 """``weak`` runs the suite against the namespaces-and-hook isolation, to see what gets through."""
 CFG = SandboxConfig(
-    cpu_seconds=1, memory_mb=256, wall_timeout=2.0, workers=2, isolation=ISOLATION,
+    cpu_seconds=1,
+    memory_mb=256,
+    wall_timeout=2.0,
+    workers=2,
+    isolation=ISOLATION,
     allow_weak=ISOLATION == "weak",
-)  # fmt: skip
+)
 SECRET = "trustfix-hostile-" + secrets.token_hex(8)
 """What the stand-ins hold; it must never appear in a result."""
 TEMP_DIRS = (tempfile.gettempdir(), "/dev/shm")

@@ -27,8 +27,14 @@ from trustfix.trainer.store import TrainerStore
 from trustfix.trainer.wire import ACK, BATCH, PROTOCOL, TRUST
 
 HASHING = TrustfixConfig(encoders=EncoderConfig(text_encoder="hashing", code_encoder="hashing"))
-FAST = StreamConfig(update_every=10**9, min_samples=10**9, ack_timeout_s=0.3, backoff_max_s=1.0,
-                    idle_poll_s=0.05, batch_events=500)
+FAST = StreamConfig(
+    update_every=10**9,
+    min_samples=10**9,
+    ack_timeout_s=0.3,
+    backoff_max_s=1.0,
+    idle_poll_s=0.05,
+    batch_events=500,
+)
 N = 10_000
 
 
@@ -46,17 +52,24 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.02)
 
 
-def start_daemon(tmp_path: Path, stream: StreamConfig = FAST, endpoint: str = "tcp://127.0.0.1:0"
-                 ) -> tuple[TrainerDaemon, threading.Thread]:
-    d = TrainerDaemon(tmp_path / "store.sqlite", tmp_path / "ckpt", endpoint,
-                      "tcp://127.0.0.1:0", HASHING, stream)
+def start_daemon(
+    tmp_path: Path, stream: StreamConfig = FAST, endpoint: str = "tcp://127.0.0.1:0"
+) -> tuple[TrainerDaemon, threading.Thread]:
+    d = TrainerDaemon(
+        tmp_path / "store.sqlite", tmp_path / "ckpt", endpoint, "tcp://127.0.0.1:0", HASHING, stream
+    )
     thread = threading.Thread(target=d.serve_forever, daemon=True)
     thread.start()
     return d, thread
 
 
-def drain_and_stop(outbox: Outbox, sender: OutboxSender, d: TrainerDaemon,
-                   thread: threading.Thread, timeout: float = 30) -> None:
+def drain_and_stop(
+    outbox: Outbox,
+    sender: OutboxSender,
+    d: TrainerDaemon,
+    thread: threading.Thread,
+    timeout: float = 30,
+) -> None:
     """Wait for the outbox to drain; then (also on a timeout) stop the sender and the daemon."""
     try:
         wait_for(lambda: outbox.count() == 0, timeout, "the outbox to drain")
@@ -93,13 +106,34 @@ def test_outbox_drains_through_the_daemon(tmp_path: Path):
 
 def _trainer_process(tmp_path: Path, port: int, pub: int) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "trustfix.trainer", "--store", str(tmp_path / "store.sqlite"),
-         "--checkpoints", str(tmp_path / "ckpt"), "--endpoint", f"tcp://127.0.0.1:{port}",
-         "--pub", f"tcp://127.0.0.1:{pub}", "--config", str(tmp_path / "none.toml"),
-         "--set", "encoders.text_encoder=hashing", "--set", "encoders.code_encoder=hashing",
-         "--set", "stream.update_every=1000000000", "--set", "stream.min_samples=1000000000",
-         "--log-level", "WARNING"],
-        stderr=subprocess.PIPE, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+        [
+            sys.executable,
+            "-m",
+            "trustfix.trainer",
+            "--store",
+            str(tmp_path / "store.sqlite"),
+            "--checkpoints",
+            str(tmp_path / "ckpt"),
+            "--endpoint",
+            f"tcp://127.0.0.1:{port}",
+            "--pub",
+            f"tcp://127.0.0.1:{pub}",
+            "--config",
+            str(tmp_path / "none.toml"),
+            "--set",
+            "encoders.text_encoder=hashing",
+            "--set",
+            "encoders.code_encoder=hashing",
+            "--set",
+            "stream.update_every=1000000000",
+            "--set",
+            "stream.min_samples=1000000000",
+            "--log-level",
+            "WARNING",
+        ],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
 
 
 @pytest.mark.slow
@@ -148,8 +182,9 @@ def test_server_killed_mid_stream_loses_nothing(tmp_path: Path):
     d, thread = start_daemon(tmp_path)
 
     def server() -> subprocess.Popen:
-        return subprocess.Popen([sys.executable, "-c", _SERVER, str(tmp_path / "outbox.sqlite"),
-                                 d.endpoint])
+        return subprocess.Popen(
+            [sys.executable, "-c", _SERVER, str(tmp_path / "outbox.sqlite"), d.endpoint]
+        )
 
     proc = server()
     try:
@@ -182,13 +217,24 @@ def training_events(n: int):
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_training_publishes_a_version_the_server_fetches_verifies_and_loads(tmp_path: Path):
-    stream = StreamConfig(update_every=16, min_samples=4, max_samples=64, ack_timeout_s=0.5,
-                          update_min_interval_s=0.0,
-                          save_every_s=0.2, announce_every_s=0.3, chunk_bytes=64 * 1024)
+    stream = StreamConfig(
+        update_every=16,
+        min_samples=4,
+        max_samples=64,
+        ack_timeout_s=0.5,
+        update_min_interval_s=0.0,
+        save_every_s=0.2,
+        announce_every_s=0.3,
+        chunk_bytes=64 * 1024,
+    )
     d, thread = start_daemon(tmp_path, stream)
     installed: list = []
-    sub = PolicySubscriber(d.pub_endpoint, d.endpoint, tmp_path / "server-ckpt",
-                           on_policy=lambda policy, info: installed.append(info)).start()
+    sub = PolicySubscriber(
+        d.pub_endpoint,
+        d.endpoint,
+        tmp_path / "server-ckpt",
+        on_policy=lambda policy, info: installed.append(info),
+    ).start()
     outbox = filled_outbox(tmp_path / "outbox.sqlite", training_events(12))
     sender = OutboxSender(outbox, d.endpoint, stream).start()
     try:
@@ -245,7 +291,9 @@ def test_tampered_or_unknown_versions_are_refused(tmp_path: Path):
         assert not (tmp_path / "server" / "policy-v1.json").exists()
         meta = fetch_policy(fetch, good, tmp_path / "server")
         assert json.loads(meta.read_text())["sha256"] == info.sha256
-        assert (tmp_path / "server" / "policy-v1.safetensors").read_bytes() == info.path.read_bytes()
+        assert (
+            tmp_path / "server" / "policy-v1.safetensors"
+        ).read_bytes() == info.path.read_bytes()
     finally:
         fetch.close()
         d.stop()
@@ -283,7 +331,9 @@ def test_commands_on_the_store(tmp_path: Path):
     out = runner.invoke(app, ["export", "--reviewer", "r-bad", *store])
     assert out.exit_code == 0, out.output
     exported = json.loads(out.stdout)
-    assert len(exported["events"]) == 6 and all(e["reviewer"] == "r-bad" for e in exported["events"])
+    assert len(exported["events"]) == 6 and all(
+        e["reviewer"] == "r-bad" for e in exported["events"]
+    )
     assert exported["confidence"]["items"] == 6 and len(exported["items"]) == 6
 
     out = runner.invoke(app, ["forget", "--reviewer", "r-bad", *store])
@@ -292,10 +342,14 @@ def test_commands_on_the_store(tmp_path: Path):
     assert list(s.reviewer_events("r-bad")) == [] and s.count("feedback") == 6
     reviewers = {r["reviewer"] for r in s.load_estimator_rows()["reviewers"]}
     assert reviewers == {"r-good"}
-    out = runner.invoke(app, ["status", "--json", *store, "--outbox", str(tmp_path / "outbox.sqlite")])
+    out = runner.invoke(
+        app, ["status", "--json", *store, "--outbox", str(tmp_path / "outbox.sqlite")]
+    )
     assert out.exit_code == 0, out.output
     report = json.loads(out.stdout)
-    assert report["outbox"] == 0 and report["feedback"] == 6 and report["forget_requests_pending"] == 0
+    assert (
+        report["outbox"] == 0 and report["feedback"] == 6 and report["forget_requests_pending"] == 0
+    )
     assert msgspec.json.decode(json.dumps(report["rejects"])) == {}
 
 
@@ -310,8 +364,9 @@ def test_forget_while_the_trainer_runs(tmp_path: Path):
         sender = OutboxSender(outbox, d.endpoint, stream).start()
         wait_for(lambda: d.store.get_state("processed_seq", 0) >= 16, 60, "the estimator save")
         sender.stop()
-        out = CliRunner().invoke(app, ["forget", "--reviewer", "r-good", "--store",
-                                       str(tmp_path / "store.sqlite")])
+        out = CliRunner().invoke(
+            app, ["forget", "--reviewer", "r-good", "--store", str(tmp_path / "store.sqlite")]
+        )
         assert out.exit_code == 0 and "running trainer" in out.output, out.output
         wait_for(lambda: not d.store.pending_forgets(), 60, "the trainer to apply the request")
         rows = d.store.load_estimator_rows()
@@ -323,10 +378,17 @@ def test_forget_while_the_trainer_runs(tmp_path: Path):
         thread.join(60)
 
 
-def test_outbox_grows_while_the_trainer_is_away_then_drains(tmp_path: Path, free_port: Callable[[], int]):
+def test_outbox_grows_while_the_trainer_is_away_then_drains(
+    tmp_path: Path, free_port: Callable[[], int]
+):
     port = free_port()
-    stream = StreamConfig(update_every=10**9, min_samples=10**9, ack_timeout_s=0.2,
-                          backoff_max_s=0.5, idle_poll_s=0.05)
+    stream = StreamConfig(
+        update_every=10**9,
+        min_samples=10**9,
+        ack_timeout_s=0.2,
+        backoff_max_s=0.5,
+        idle_poll_s=0.05,
+    )
     outbox = Outbox(tmp_path / "outbox.sqlite")
     sender = OutboxSender(outbox, f"tcp://127.0.0.1:{port}", stream).start()
     events = event_stream(1500)
@@ -346,15 +408,22 @@ def test_outbox_grows_while_the_trainer_is_away_then_drains(tmp_path: Path, free
 def test_batches_shrink_and_undeliverable_events_are_dropped(tmp_path: Path):
     import msgspec.structs
 
-    stream = StreamConfig(update_every=10**9, min_samples=10**9, max_message_bytes=40_000,
-                          ack_timeout_s=0.5, batch_bytes=1_000_000)
+    stream = StreamConfig(
+        update_every=10**9,
+        min_samples=10**9,
+        max_message_bytes=40_000,
+        ack_timeout_s=0.5,
+        batch_bytes=1_000_000,
+    )
     d, thread = start_daemon(tmp_path, stream)
     huge = msgspec.structs.replace(make_suggestion(10_000), state="x" * 60_000)
     events = event_stream(120)
     outbox = filled_outbox(tmp_path / "outbox.sqlite", [*events[:60], huge, *events[60:]])
     # a damaged row (not JSON) would spoil every batch it is in: it is found and dropped
-    outbox.db.execute("INSERT INTO events (key, type, created, body) VALUES (?, ?, ?, ?)",
-                      ("damaged", "feedback", 0.0, b'{"type":"feedback",'))
+    outbox.db.execute(
+        "INSERT INTO events (key, type, created, body) VALUES (?, ?, ?, ?)",
+        ("damaged", "feedback", 0.0, b'{"type":"feedback",'),
+    )
     outbox.db.conn.commit()
     sender = OutboxSender(outbox, d.endpoint, stream).start()
     drain_and_stop(outbox, sender, d, thread)
@@ -363,13 +432,22 @@ def test_batches_shrink_and_undeliverable_events_are_dropped(tmp_path: Path):
 
 
 def test_trust_goes_back_only_over_the_connection_that_delivered_the_reviewer(tmp_path: Path):
-    stream = StreamConfig(update_every=10**9, min_samples=10**9, save_every_s=0.1,
-                          trust_every_s=0.0, ack_timeout_s=0.5)
+    stream = StreamConfig(
+        update_every=10**9,
+        min_samples=10**9,
+        save_every_s=0.1,
+        trust_every_s=0.0,
+        ack_timeout_s=0.5,
+    )
     d, thread = start_daemon(tmp_path, stream)
     events = training_events(6)
     senders = [
-        OutboxSender(filled_outbox(tmp_path / f"{who}.sqlite", [e for e in events if e.reviewer == who]),
-                     d.endpoint, stream, reviewer=who).start()
+        OutboxSender(
+            filled_outbox(tmp_path / f"{who}.sqlite", [e for e in events if e.reviewer == who]),
+            d.endpoint,
+            stream,
+            reviewer=who,
+        ).start()
         for who in ("r-good", "r-bad")
     ]
     snoop = zmq.Context.instance().socket(zmq.DEALER)
@@ -382,11 +460,19 @@ def test_trust_goes_back_only_over_the_connection_that_delivered_the_reviewer(tm
         return snoop.recv_multipart()
 
     try:
-        wait_for(lambda: d.store.get_state("processed_seq", 0) >= len(events), 60, "the estimator save")
+        wait_for(
+            lambda: d.store.get_state("processed_seq", 0) >= len(events), 60, "the estimator save"
+        )
         for sender in senders:  # as a version announcement does
             sender.request_trust()
-        wait_for(lambda: all(s.trust is not None and s.trust == d.store.reviewer_trust(s.reviewer)
-                             for s in senders), 20, "each server's own trust")
+        wait_for(
+            lambda: all(
+                s.trust is not None and s.trust == d.store.reviewer_trust(s.reviewer)
+                for s in senders
+            ),
+            20,
+            "each server's own trust",
+        )
         good, bad = (s.trust for s in senders)
         assert good["theta"] > 0.7 and bad["theta"] < 0.3 and good["count"] == bad["count"] == 6
         # a connection that delivered nothing, or only another reviewer's events, learns nothing:

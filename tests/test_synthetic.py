@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from trustfix.trainer.synthetic import (
     BanditConfig,
     make_request,

@@ -61,10 +61,22 @@ def sandbox():
 
 def _ruff_codes(source: str) -> list[str]:
     out = subprocess.run(
-        [find_ruff_bin(), "check", "--isolated", "--select", "E,W", "--output-format", "json",
-         "--exit-zero", "-"],
-        input=source, capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        [
+            find_ruff_bin(),
+            "check",
+            "--isolated",
+            "--select",
+            "E,W",
+            "--output-format",
+            "json",
+            "--exit-zero",
+            "-",
+        ],
+        input=source,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     return [d["code"] for d in json.loads(out)]
 
 
@@ -192,7 +204,9 @@ def test_several_bugs_per_problem(sandbox):
         by_problem.setdefault(t.problem_id, []).append(t)
     assert any(len(group) == 2 for group in by_problem.values())
     for group in by_problem.values():
-        assert len({t.buggy for t in group}) == len(group) and len({t.id for t in group}) == len(group)
+        assert len({t.buggy for t in group}) == len(group) and len({t.id for t in group}) == len(
+            group
+        )
 
 
 @pytest.mark.slow

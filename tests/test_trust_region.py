@@ -6,7 +6,6 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-
 from trustfix.trainer.config import PPOConfig, TrustRegionConfig
 from trustfix.trainer.trust_region import (
     TrustRegionController,
@@ -36,7 +35,7 @@ def test_radius_in_range_and_increasing(a, b):
     d_lo, d_hi = trust_region_radius(lo), trust_region_radius(hi)
     assert 0.0 <= d_lo <= d_hi <= 0.2
     if hi > 0:
-        assert 0.0 < d_hi
+        assert d_hi > 0.0
 
 
 def test_radius_on_tensors_matches_floats():

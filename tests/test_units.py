@@ -105,7 +105,7 @@ def test_node_sequence_pre_order() -> None:
 
 def test_parse_is_cached_by_content() -> None:
     text = "def cached():\n    return 1\n"
-    same = "".join(["def cached():\n", "    return 1\n"])  # noqa: FLY002 - a distinct str object
+    same = "".join(["def cached():\n", "    return 1\n"])
     assert same is not text and parse(same) is parse(text)
 
 

@@ -55,17 +55,24 @@ def test_candidates_are_verified_in_the_sandbox(tmp_path: Path) -> None:
     done: list[str] = []
     verifier = Verifier(candidates=3, budget_s=60.0, on_done=done.append)
     try:
-        future = verifier.submit("file:///calc.py", tmp_path, tmp_path / "calc.py", SOURCE, ranked,
-                                 ranked.order)
+        future = verifier.submit(
+            "file:///calc.py", tmp_path, tmp_path / "calc.py", SOURCE, ranked, ranked.order
+        )
         assert future is not None and future.result(timeout=120) == 3
-        assert verifier.submit("file:///calc.py", tmp_path, tmp_path / "calc.py", SOURCE,
-                               ranked, ranked.order) is future  # once per text and unit
+        assert (
+            verifier.submit(
+                "file:///calc.py", tmp_path, tmp_path / "calc.py", SOURCE, ranked, ranked.order
+            )
+            is future
+        )  # once per text and unit
         verdicts = verifier.known(SOURCE, ranked)
     finally:
         verifier.close()
     assert done == ["file:///calc.py"]
     assert verdicts[2].label == "✓ 2/2 tests" and verdicts[2].improves and verdicts[2].r_env == 1.0
-    assert verdicts[0].label == "✗ 1/2 tests" and not verdicts[0].improves and not verdicts[0].breaks
+    assert (
+        verdicts[0].label == "✗ 1/2 tests" and not verdicts[0].improves and not verdicts[0].breaks
+    )
     assert verdicts[1].breaks and verdicts[1].broke == 1
     assert verdicts[2].command == "sandbox: test_calc.py"
     assert verifier.failing_lines  # test_add fails on the current text

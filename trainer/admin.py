@@ -44,9 +44,11 @@ def estimator_from_store(store: TrainerStore, cfg: TrustfixConfig) -> Confidence
     from .confidence import ConfidenceEstimator, estimator_from_rows
     from .encoders import get_encoder
 
-    names = store.get_state("encoders") or {"text": cfg.encoders.text_encoder,
-                                            "code": cfg.encoders.code_encoder,
-                                            "max_length": cfg.encoders.max_length}
+    names = store.get_state("encoders") or {
+        "text": cfg.encoders.text_encoder,
+        "code": cfg.encoders.code_encoder,
+        "max_length": cfg.encoders.max_length,
+    }
     text = get_encoder(names["text"], names["max_length"])
     code = get_encoder(names["code"], names["max_length"])
     rows = store.load_estimator_rows()
@@ -91,8 +93,9 @@ def export_reviewer(store: TrainerStore, cfg: TrustfixConfig, reviewer: str) -> 
     state = estimator.reviewers().get(reviewer)
     return {
         "reviewer": reviewer,
-        "confidence": None if state is None else {
-            "alpha": state.alpha, "beta": state.beta, "theta": state.theta, "items": state.count},
+        "confidence": None
+        if state is None
+        else {"alpha": state.alpha, "beta": state.beta, "theta": state.theta, "items": state.count},
         "events": events,
         "items": [estimator.explain(fid) for fid in sorted(known)],
     }

@@ -7,5 +7,15 @@ from .ingest import TrainerDaemon
 from .learner import Learner, StepResult, run_learner
 from .store import hold_store_lock
 
-__all__ = ["Learner", "StepResult", "TrainerDaemon", "estimator_from_store", "explain",
-           "export_reviewer", "forget_offline", "hold_store_lock", "run_learner", "status"]
+__all__ = [
+    "Learner",
+    "StepResult",
+    "TrainerDaemon",
+    "estimator_from_store",
+    "explain",
+    "export_reviewer",
+    "forget_offline",
+    "hold_store_lock",
+    "run_learner",
+    "status",
+]

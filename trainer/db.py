@@ -13,14 +13,16 @@ from pathlib import Path
 import sqlite_utils
 
 
-def open_wal(path: Path, synchronous: str = "NORMAL", timeout: float = 60.0,
-             autocommit: bool = True) -> sqlite_utils.Database:
+def open_wal(
+    path: Path, synchronous: str = "NORMAL", timeout: float = 60.0, autocommit: bool = True
+) -> sqlite_utils.Database:
     """A connection to ``path`` in WAL mode with ``PRAGMA synchronous``, shareable between
     threads (callers hold a lock of their own).  ``autocommit``: transactions only where
     :func:`transaction` opens them; otherwise Python's implicit ones, ended by ``commit()``."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, check_same_thread=False, timeout=timeout,
-                           isolation_level=None if autocommit else "")
+    conn = sqlite3.connect(
+        path, check_same_thread=False, timeout=timeout, isolation_level=None if autocommit else ""
+    )
     db = sqlite_utils.Database(conn)
     db.enable_wal()
     db.execute(f"PRAGMA synchronous={synchronous}")
@@ -48,8 +50,9 @@ class WalCheckpointer:
 
     def __init__(self, path: Path, every_s: float) -> None:
         self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(path, every_s),
-                                        name="trustfix-wal", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, args=(path, every_s), name="trustfix-wal", daemon=True
+        )
         self._thread.start()
 
     def _run(self, path: Path, every_s: float) -> None:
@@ -66,8 +69,9 @@ class WalCheckpointer:
         self._thread.join()
 
 
-def checkpoint_in_background(db: sqlite_utils.Database, path: Path,
-                             every_s: float | None) -> WalCheckpointer | None:
+def checkpoint_in_background(
+    db: sqlite_utils.Database, path: Path, every_s: float | None
+) -> WalCheckpointer | None:
     """With ``every_s``, stop ``db``'s commits from checkpointing and start a
     :class:`WalCheckpointer` on ``path`` instead; None otherwise."""
     if every_s is None:

@@ -122,8 +122,11 @@ class Collectives:
         backend = cfg.backend if cfg.backend != "auto" else ("nccl" if on_gpu else "gloo")
         if on_gpu:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        self.device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" \
+        self.device = (
+            torch.device("cuda", torch.cuda.current_device())
+            if backend == "nccl"
             else torch.device("cpu")
+        )
         if not dist.is_initialized():
             dist.init_process_group(backend, timeout=timedelta(seconds=cfg.timeout_s))
         log.info("worker %d of %d joined (%s)", self.rank, self.world, backend)
@@ -172,7 +175,9 @@ class Collectives:
         return tensor
 
 
-def exchange_increments(estimator: ConfidenceEstimator, group: Collectives, full: bool = False) -> int:
+def exchange_increments(
+    estimator: ConfidenceEstimator, group: Collectives, full: bool = False
+) -> int:
     """Add every other worker's reviewer increments since the last exchange (``full``: their
     totals) to ``estimator``; all workers call it together.  Returns the reviewers exchanged."""
     own = estimator.increments(full)
@@ -186,7 +191,10 @@ def exchange_increments(estimator: ConfidenceEstimator, group: Collectives, full
             values[index[name]] = torch.tensor(increment, dtype=torch.float64)
         values = values.to(group.device)
         dist.all_reduce(values)
-        totals = {name: (a, b, round(n)) for name, (a, b, n) in zip(union, values.cpu().tolist(), strict=True)}
+        totals = {
+            name: (a, b, round(n))
+            for name, (a, b, n) in zip(union, values.cpu().tolist(), strict=True)
+        }
     estimator.add_increments(totals, own, full)
     return len(union)
 
@@ -198,8 +206,9 @@ class _ActionEvaluator(nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, states: Sequence[str], candidates: Sequence[list[str]],
-                actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(
+        self, states: Sequence[str], candidates: Sequence[list[str]], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.policy.evaluate_actions(states, candidates, actions)
 
 
@@ -207,8 +216,9 @@ class DistributedPPOLearner(PPOLearner):
     """:class:`PPOLearner` whose gradients are averaged over the workers by DDP; every worker
     runs the same number of minibatch steps, weighted by its share of each step's samples."""
 
-    def __init__(self, policy: Policy, ppo: PPOConfig, trust_region: TrustRegionConfig,
-                 group: Collectives) -> None:
+    def __init__(
+        self, policy: Policy, ppo: PPOConfig, trust_region: TrustRegionConfig, group: Collectives
+    ) -> None:
         super().__init__(policy, ppo, trust_region)
         self.group = group
         device_ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
@@ -224,8 +234,10 @@ class DistributedPPOLearner(PPOLearner):
             return self.update(buffer)
         stand_in = self.transitions_from([""], [[""]], [0], [0.0], [0.0], [0.0], [True], [None])
         diagnostics = self.update(stand_in)
-        return {k: v if k == "update" else (0.0 if k == "samples" else math.nan)
-                for k, v in diagnostics.items()}
+        return {
+            k: v if k == "update" else (0.0 if k == "samples" else math.nan)
+            for k, v in diagnostics.items()
+        }
 
     def minibatches(self, order: torch.Tensor) -> Iterator[tuple[torch.Tensor, float]]:
         """As many minibatches as the largest shard needs (``minibatch_size`` at most); the
@@ -237,13 +249,17 @@ class DistributedPPOLearner(PPOLearner):
         for j in range(m):
             mine = sizes[self.group.rank][j]
             if mine:
-                yield order[start : start + mine], mine * self.group.world / sum(s[j] for s in sizes)
+                yield (
+                    order[start : start + mine],
+                    mine * self.group.world / sum(s[j] for s in sizes),
+                )
                 start += mine
             else:
                 yield order[:1], 0.0
 
-    def evaluate(self, states: Sequence[str], candidates: Sequence[list[str]],
-                 actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def evaluate(
+        self, states: Sequence[str], candidates: Sequence[list[str]], actions: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.ddp(states, candidates, actions)
 
 
@@ -253,17 +269,26 @@ class DistributedLearner:
     follows the shared store and hands the other shards out, the others follow their own
     stores."""
 
-    def __init__(self, store: TrainerStore, checkpoints: Path, cfg: TrustfixConfig,
-                 stream: StreamConfig) -> None:
+    def __init__(
+        self, store: TrainerStore, checkpoints: Path, cfg: TrustfixConfig, stream: StreamConfig
+    ) -> None:
         self.group = Collectives(cfg.distributed, cfg.ppo)
         self.rank, self.world_size = self.group.rank, self.group.world
         self.cfg, self.stream = cfg, stream
         self.learner = learner = Learner(
-            store, checkpoints, cfg, stream, world_size=self.world_size,
-            owns=lambda suggestion_id: shard_of(suggestion_id, self.world_size) == self.rank)
+            store,
+            checkpoints,
+            cfg,
+            stream,
+            world_size=self.world_size,
+            owns=lambda suggestion_id: shard_of(suggestion_id, self.world_size) == self.rank,
+        )
         learner.version, learner.steps = self.group.broadcast(
-            self.group.ints([learner.version, learner.steps]))
-        learner.ppo = DistributedPPOLearner(learner.ppo.policy, cfg.ppo, cfg.trust_region, self.group)
+            self.group.ints([learner.version, learner.steps])
+        )
+        learner.ppo = DistributedPPOLearner(
+            learner.ppo.policy, cfg.ppo, cfg.trust_region, self.group
+        )
         self.ticks = 0
         """Steps that brought events to any worker (K counts these)."""
 
@@ -272,7 +297,9 @@ class DistributedLearner:
         ``stream.stop_after_updates``); then exchange, save and close the store."""
         learner, limit = self.learner, self.stream.stop_after_updates
         while True:
-            stop = self.rank == 0 and (should_stop() or bool(limit and learner.ppo.updates >= limit))
+            stop = self.rank == 0 and (
+                should_stop() or bool(limit and learner.ppo.updates >= limit)
+            )
             busy = self.tick(stop)
             if busy is None:
                 break
@@ -295,13 +322,17 @@ class DistributedLearner:
         if self.rank == 0:
             if not stop:
                 requests = store.pending_forgets()
-                rows = store.raw_events_after(self.learner.processed, self.cfg.distributed.tick_events)
+                rows = store.raw_events_after(
+                    self.learner.processed, self.cfg.distributed.tick_events
+                )
             forgets = [reviewer for _, reviewer in requests]
             shards: list[list[bytes]] = [[] for _ in range(group.world)]
             for _, suggestion_id, body in rows:
                 shards[shard_of(suggestion_id, group.world)].append(body)
-            payloads = [b""] + [msgspec.msgpack.encode(Tick(shards[r], forgets)) if shards[r] or forgets
-                                else b"" for r in range(1, group.world)]
+            payloads = [b""] + [
+                msgspec.msgpack.encode(Tick(shards[r], forgets)) if shards[r] or forgets else b""
+                for r in range(1, group.world)
+            ]
             header = group.ints([int(stop), len(rows), len(forgets), *map(len, payloads)])
         stop_flag, events, forgot, *lengths = group.broadcast(header)
         if stop_flag:
@@ -315,7 +346,9 @@ class DistributedLearner:
         self.ticks += advanced
         return self._decide(advanced, bool(forgot)) or advanced
 
-    def _take_own(self, rows: list[tuple[int, str, bytes]], requests: list[tuple[int, str]]) -> None:
+    def _take_own(
+        self, rows: list[tuple[int, str, bytes]], requests: list[tuple[int, str]]
+    ) -> None:
         """Worker 0: forget, then observe its own shard of ``rows`` and move past all of them."""
         learner = self.learner
         if requests:
@@ -347,17 +380,28 @@ class DistributedLearner:
         (pending samples, dirty, worker 0's ms since update and since save); ``advanced``: this
         step brought events or forgets.  Whether it updated."""
         learner, now = self.learner, time.monotonic()
-        shared = self.group.all_gather_ints([
-            len(learner.samples), int(learner.dirty),
-            int((now - learner.last_update) * 1000), int((now - learner.last_save) * 1000)])
+        shared = self.group.all_gather_ints(
+            [
+                len(learner.samples),
+                int(learner.dirty),
+                int((now - learner.last_update) * 1000),
+                int((now - learner.last_save) * 1000),
+            ]
+        )
         counts = [row[0] for row in shared]
         waited, since_save = shared[0][2] / 1000, shared[0][3] / 1000
         total, stream = sum(counts), self.stream
         due = waited >= stream.update_min_interval_s and (
             total >= stream.update_every
-            or (total >= stream.min_samples and waited >= stream.update_seconds))
+            or (total >= stream.min_samples and waited >= stream.update_seconds)
+        )
         save = not due and any(row[1] for row in shared) and since_save >= stream.save_every_s
-        exchange = forgot or due or save or (advanced and self.ticks % self.cfg.distributed.sync_every == 0)
+        exchange = (
+            forgot
+            or due
+            or save
+            or (advanced and self.ticks % self.cfg.distributed.sync_every == 0)
+        )
         if exchange and exchange_increments(learner.estimator, self.group, full=forgot):
             learner.dirty = True
         if due:
@@ -376,16 +420,20 @@ class DistributedLearner:
         learner.steps = first + sum(counts)
         diagnostics = learner.ppo.update_shards(buffer, counts)
         if self.rank == 0:
-            learner.publish(sum(counts), trained, {**diagnostics, "workers": float(self.world_size)})
+            learner.publish(
+                sum(counts), trained, {**diagnostics, "workers": float(self.world_size)}
+            )
         else:
             learner.version += 1
             learner.save(trained_seq=trained)
-        learner.store.set_state(policy_parameters=parameter_digest(learner.ppo.policy),
-                                policy_version=learner.version)
+        learner.store.set_state(
+            policy_parameters=parameter_digest(learner.ppo.policy), policy_version=learner.version
+        )
 
 
-def run_worker(store: Path, checkpoints: Path, cfg: TrustfixConfig, stream: StreamConfig,
-               torch_threads: int) -> None:
+def run_worker(
+    store: Path, checkpoints: Path, cfg: TrustfixConfig, stream: StreamConfig, torch_threads: int
+) -> None:
     """A worker other than 0 (``trustfix train`` under torchrun with ``RANK`` > 0): its learner
     on ``STORE.rank<r>.sqlite`` until worker 0 stops.  It only reads ``checkpoints`` at start,
     if it can see them; DDP gives it worker 0's weights either way.  SIGTERM and SIGINT are
@@ -397,5 +445,7 @@ def run_worker(store: Path, checkpoints: Path, cfg: TrustfixConfig, stream: Stre
     with hold_store_lock(path):
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: log.info("worker %d stops when worker 0 does", rank()))
-        learner = DistributedLearner(TrainerStore(path, stream.synchronous), checkpoints, cfg, stream)
+        learner = DistributedLearner(
+            TrainerStore(path, stream.synchronous), checkpoints, cfg, stream
+        )
         learner.follow(lambda: False, time.sleep)

@@ -60,8 +60,11 @@ def candidate_text(title: str, diff: str | None) -> str:
     File headers, hunk markers and context lines are dropped: the state already shows the
     unit's numbered source, and the policy's cost grows with every token of every candidate.
     """
-    changed = [line for line in (diff or "").splitlines()
-               if line[:1] in "+-" and line[:3] not in ("+++", "---")]  # fmt: skip
+    changed = [
+        line
+        for line in (diff or "").splitlines()
+        if line[:1] in "+-" and line[:3] not in ("+++", "---")
+    ]
     return "\n".join([title, *changed])
 
 
@@ -76,8 +79,9 @@ class Evidence(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     summary: Annotated[str, msgspec.Meta(max_length=MAX_TEXT)] = ""
 
 
-class Suggestion(msgspec.Struct, tag="suggestion", tag_field="type", forbid_unknown_fields=True,
-                 frozen=True):
+class Suggestion(
+    msgspec.Struct, tag="suggestion", tag_field="type", forbid_unknown_fields=True, frozen=True
+):
     """One offered refinement (see the module docstring)."""
 
     id: _Id
@@ -103,8 +107,9 @@ class Suggestion(msgspec.Struct, tag="suggestion", tag_field="type", forbid_unkn
             )
 
 
-class Feedback(msgspec.Struct, tag="feedback", tag_field="type", forbid_unknown_fields=True,
-               frozen=True):
+class Feedback(
+    msgspec.Struct, tag="feedback", tag_field="type", forbid_unknown_fields=True, frozen=True
+):
     """One piece of a reviewer's feedback on a suggestion."""
 
     id: _Id

@@ -50,8 +50,11 @@ from .wire import (
 
 log = logging.getLogger(__name__)
 
-_AUTH_EVENTS = (zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
-                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+_AUTH_EVENTS = (
+    zmq.EVENT_HANDSHAKE_FAILED_AUTH
+    | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+    | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL
+)
 _BATCH_ITEMS = msgspec.json.Decoder(list[msgspec.Raw])
 """A batch frame's elements, undecoded: counted before any is validated."""
 SQLITE_MAX_INT = 2**63 - 1
@@ -70,18 +73,24 @@ def learner_class() -> type:
     return Learner
 
 
-def ack_report(stored: int, duplicates: int, rejected: dict[int, tuple[str, str]],
-               listed: int) -> dict[str, Any]:
+def ack_report(
+    stored: int, duplicates: int, rejected: dict[int, tuple[str, str]], listed: int
+) -> dict[str, Any]:
     """An ack's JSON: events stored and already stored, the first ``listed`` rejected events by
     index (``reason: detail``), and every rejected event counted by reason (so a reply stays
     small however many elements a batch held)."""
     by_reason: dict[str, int] = {}
     for reason, _ in rejected.values():
         by_reason[reason] = by_reason.get(reason, 0) + 1
-    return {"stored": stored, "duplicates": duplicates,
-            "rejected": {i: f"{reason}: {detail}"
-                         for i, (reason, detail) in list(rejected.items())[:listed]},
-            "rejected_total": len(rejected), "rejected_by_reason": by_reason}
+    return {
+        "stored": stored,
+        "duplicates": duplicates,
+        "rejected": {
+            i: f"{reason}: {detail}" for i, (reason, detail) in list(rejected.items())[:listed]
+        },
+        "rejected_total": len(rejected),
+        "rejected_by_reason": by_reason,
+    }
 
 
 class TrainerDaemon:
@@ -89,9 +98,17 @@ class TrainerDaemon:
     calls :meth:`serve_forever`; learning in a child process (:func:`run_learner`) that shares
     only the store and the checkpoint folder, so neither waits for the other."""
 
-    def __init__(self, store_path: Path, checkpoints: Path, endpoint: str, pub_endpoint: str,
-                 cfg: TrustfixConfig | None = None, stream: StreamConfig | None = None,
-                 keys: Path | None = None, torch_threads: int = 1) -> None:
+    def __init__(
+        self,
+        store_path: Path,
+        checkpoints: Path,
+        endpoint: str,
+        pub_endpoint: str,
+        cfg: TrustfixConfig | None = None,
+        stream: StreamConfig | None = None,
+        keys: Path | None = None,
+        torch_threads: int = 1,
+    ) -> None:
         check_endpoint(endpoint, keys, "bind")
         check_endpoint(pub_endpoint, keys, "bind")
         self.cfg = cfg or TrustfixConfig()
@@ -106,8 +123,9 @@ class TrainerDaemon:
         self.router.setsockopt(zmq.MAXMSGSIZE, self.stream.hard_limit_bytes)
         curve_server(self.router, keys)
         self.monitor = self.router.get_monitor_socket(_AUTH_EVENTS | zmq.EVENT_DISCONNECTED)
-        self.rejects = RejectTally(self.store, self.stream.reject_flush_s,
-                                   self.stream.reject_log_every_s)
+        self.rejects = RejectTally(
+            self.store, self.stream.reject_flush_s, self.stream.reject_log_every_s
+        )
         self.endpoint = self._bind(self.router, endpoint)
         self.pub = self.context.socket(zmq.PUB)
         self.pub.setsockopt(zmq.LINGER, 0)
@@ -125,10 +143,22 @@ class TrainerDaemon:
         parent_alive, self._alive = spawn.Pipe(duplex=False)
         """Only this process holds ``_alive``: when it dies, the learner reads end-of-file."""
         self._learner = spawn.Process(
-            target=run_learner, name="trustfix-learner", daemon=True,
-            args=(store_path, checkpoints, self.cfg, self.stream, torch_threads,
-                  self._learner_stop, send, parent_alive, logging.getLogger().getEffectiveLevel(),
-                  learner_class()))
+            target=run_learner,
+            name="trustfix-learner",
+            daemon=True,
+            args=(
+                store_path,
+                checkpoints,
+                self.cfg,
+                self.stream,
+                torch_threads,
+                self._learner_stop,
+                send,
+                parent_alive,
+                logging.getLogger().getEffectiveLevel(),
+                learner_class(),
+            ),
+        )
         self._learner.start()
         send.close()  # so that the child's death reads as end of file here
         parent_alive.close()
@@ -166,7 +196,10 @@ class TrainerDaemon:
         self._last_check = now
         for row in self.store.versions()[-1:]:
             announcement = {"version": row["version"], "sha256": row["sha256"], "size": row["size"]}
-            if announcement != self._announced or now - self._last_announce >= self.stream.announce_every_s:
+            if (
+                announcement != self._announced
+                or now - self._last_announce >= self.stream.announce_every_s
+            ):
                 self.pub.send_multipart([POLICY_TOPIC, PROTOCOL, msgspec.json.encode(announcement)])
                 self._announced, self._last_announce = announcement, now
 
@@ -194,13 +227,20 @@ class TrainerDaemon:
                             self.handle(frames)
                         except Exception as error:  # e.g. the disk is full: nothing is acked
                             log.exception("could not handle a message")
-                            self._reject(frames[0], _tag(frames[1:]), "internal",
-                                         f"{type(error).__name__}: {error}")
+                            self._reject(
+                                frames[0],
+                                _tag(frames[1:]),
+                                "internal",
+                                f"{type(error).__name__}: {error}",
+                            )
                 self.rejects.flush()
                 self._announce()
                 if not self._learner.is_alive():
-                    log.log(logging.INFO if self._learner.exitcode == 0 else logging.ERROR,
-                            "the learning process ended (exit code %s)", self._learner.exitcode)
+                    log.log(
+                        logging.INFO if self._learner.exitcode == 0 else logging.ERROR,
+                        "the learning process ended (exit code %s)",
+                        self._learner.exitcode,
+                    )
                     break
         finally:
             self.stopping.set()
@@ -246,12 +286,16 @@ class TrainerDaemon:
             except zmq.Again:
                 return
             if event["event"] & _AUTH_EVENTS:
-                self.rejects.add("unauthenticated",
-                                 f"handshake refused ({event['event']}, {event['value']})")
+                self.rejects.add(
+                    "unauthenticated", f"handshake refused ({event['event']}, {event['value']})"
+                )
             elif event["event"] & zmq.EVENT_DISCONNECTED:
-                self.rejects.add(DISCONNECTED, "a connection closed by its peer or dropped by "
-                                 f"ZeroMQ (e.g. a frame over {self.stream.hard_limit_bytes} bytes)",
-                                 logging.INFO)
+                self.rejects.add(
+                    DISCONNECTED,
+                    "a connection closed by its peer or dropped by "
+                    f"ZeroMQ (e.g. a frame over {self.stream.hard_limit_bytes} bytes)",
+                    logging.INFO,
+                )
 
     def _reply(self, identity: bytes, *frames: bytes) -> None:
         try:
@@ -270,22 +314,30 @@ class TrainerDaemon:
         tag = _tag(body)
         size = sum(len(f) for f in body)
         if size > self.stream.max_message_bytes:
-            self._reject(identity, tag, "oversized",
-                         f"{size} bytes > limit {self.stream.max_message_bytes}")
+            self._reject(
+                identity, tag, "oversized", f"{size} bytes > limit {self.stream.max_message_bytes}"
+            )
             return
         if len(body) < 2:
             self._reject(identity, tag, "truncated", f"{len(body)} frame(s), need at least 2")
             return
         if body[0] != PROTOCOL:
-            self._reject(identity, tag, "protocol-version",
-                         f"protocol {body[0][:16]!r} not supported (expected {PROTOCOL!r})")
+            self._reject(
+                identity,
+                tag,
+                "protocol-version",
+                f"protocol {body[0][:16]!r} not supported (expected {PROTOCOL!r})",
+            )
             return
         kind, rest = body[1], body[2:]
         wanted = _FRAMES.get(kind)
         if wanted is not None and len(rest) != wanted:
-            self._reject(identity, tag, "truncated" if len(rest) < wanted else "malformed",
-                         f"a {kind.decode()} request has {wanted} frame(s) after its kind, "
-                         f"got {len(rest)}")
+            self._reject(
+                identity,
+                tag,
+                "truncated" if len(rest) < wanted else "malformed",
+                f"a {kind.decode()} request has {wanted} frame(s) after its kind, got {len(rest)}",
+            )
             return
         try:
             if kind == BATCH:
@@ -306,15 +358,20 @@ class TrainerDaemon:
     def _batch(self, identity: bytes, rest: list[bytes]) -> None:
         if len(rest) != 2:
             reason = "truncated" if len(rest) < 2 else "malformed"
-            self._reject(identity, rest[0] if rest else b"", reason,
-                         f"a batch is an id and one frame of events, got {len(rest)} frame(s)")
+            self._reject(
+                identity,
+                rest[0] if rest else b"",
+                reason,
+                f"a batch is an id and one frame of events, got {len(rest)} frame(s)",
+            )
             return
         batch_id, frame = rest
         limit = self.stream.max_batch_events
         try:
             if frame.count(b",") >= limit and len(_BATCH_ITEMS.decode(frame)) > limit:
-                self._reject(identity, batch_id, "oversized",
-                             f"more than {limit} elements in one batch")
+                self._reject(
+                    identity, batch_id, "oversized", f"more than {limit} elements in one batch"
+                )
                 return
             good, errors = decode_batch(frame)
         except (EventError, msgspec.DecodeError) as error:
@@ -338,10 +395,18 @@ class TrainerDaemon:
             good, rejected = keep, dict(sorted(rejected.items()))
         added = self.store.add_batch(good, rejected.values())
         self._note_delivered(identity, {event.reviewer for event, _ in good})
-        self._reply(identity, ACK, batch_id, msgspec.json.encode(ack_report(
-            added, len(good) - added, rejected, self.stream.max_reply_rejects)))
+        self._reply(
+            identity,
+            ACK,
+            batch_id,
+            msgspec.json.encode(
+                ack_report(added, len(good) - added, rejected, self.stream.max_reply_rejects)
+            ),
+        )
         if rejected:
-            self.rejects.log("events", f"batch {batch_id[:16]!r}: {len(rejected)} event(s) rejected")
+            self.rejects.log(
+                "events", f"batch {batch_id[:16]!r}: {len(rejected)} event(s) rejected"
+            )
 
     def _note_delivered(self, identity: bytes, reviewers: set[str]) -> None:
         """Remember that this connection delivered these reviewers' events (for :meth:`_trust`)."""
@@ -357,8 +422,11 @@ class TrainerDaemon:
         for a reviewer the estimator does not know (the two look alike, so asking reveals
         nothing about other reviewers)."""
         reviewer = rest[0].decode()
-        state = (self.store.reviewer_trust(reviewer)
-                 if reviewer in self._delivered.get(identity, ()) else None)
+        state = (
+            self.store.reviewer_trust(reviewer)
+            if reviewer in self._delivered.get(identity, ())
+            else None
+        )
         self._reply(identity, TRUST, rest[0], msgspec.json.encode(state))
 
     def _version_paths(self, rest: list[bytes]) -> tuple[int, Path, Path]:

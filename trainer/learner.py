@@ -50,9 +50,15 @@ ORPHAN_EXIT = 70
 def feedback_item(feedback: Feedback, suggestion: Suggestion | None) -> FeedbackItem:
     """The estimator's view of a Feedback event; its location is the state it was given on."""
     return FeedbackItem(
-        id=feedback.id, suggestion_id=feedback.suggestion_id, reviewer=feedback.reviewer,
-        role=feedback.role, kind=feedback.kind, text=feedback.text, diff=feedback.diff,
-        score=feedback.score, location=suggestion.state_sha256 if suggestion else None,
+        id=feedback.id,
+        suggestion_id=feedback.suggestion_id,
+        reviewer=feedback.reviewer,
+        role=feedback.role,
+        kind=feedback.kind,
+        text=feedback.text,
+        diff=feedback.diff,
+        score=feedback.score,
+        location=suggestion.state_sha256 if suggestion else None,
         time=feedback.time,
     )
 
@@ -65,7 +71,9 @@ def execution_verifies(feedback: Feedback, suggestion: Suggestion) -> bool | Non
         return None
     if feedback.kind == "accept" or (feedback.kind == "score" and (feedback.score or 3) >= 4):
         positive = True
-    elif feedback.kind in ("reject", "ignore") or (feedback.kind == "score" and (feedback.score or 3) <= 2):
+    elif feedback.kind in ("reject", "ignore") or (
+        feedback.kind == "score" and (feedback.score or 3) <= 2
+    ):
         positive = False
     else:
         return None
@@ -93,9 +101,15 @@ class Sample:
 class Learner:
     """The learning process's state: estimator, policy, PPO learner, pending samples."""
 
-    def __init__(self, store: TrainerStore, checkpoints: Path, cfg: TrustfixConfig,
-                 stream: StreamConfig, world_size: int = 1,
-                 owns: Callable[[str], bool] | None = None) -> None:
+    def __init__(
+        self,
+        store: TrainerStore,
+        checkpoints: Path,
+        cfg: TrustfixConfig,
+        stream: StreamConfig,
+        world_size: int = 1,
+        owns: Callable[[str], bool] | None = None,
+    ) -> None:
         """``world_size`` workers share the feedback, one shard each, and this learner trains
         only on the suggestions it ``owns`` (by id; all when None); see
         :mod:`trustfix.trainer.distributed`."""
@@ -104,18 +118,25 @@ class Learner:
         self.owns = owns
         text = get_encoder(cfg.encoders.text_encoder, cfg.encoders.max_length)
         self.code_encoder = get_encoder(cfg.encoders.code_encoder, cfg.encoders.max_length)
-        encoders = {"text": cfg.encoders.text_encoder, "code": cfg.encoders.code_encoder,
-                    "max_length": cfg.encoders.max_length}
+        encoders = {
+            "text": cfg.encoders.text_encoder,
+            "code": cfg.encoders.code_encoder,
+            "max_length": cfg.encoders.max_length,
+        }
         rows = store.load_estimator_rows()
         recorded = store.get_state("encoders")
         if rows is not None and recorded is not None and recorded != encoders:
-            raise ValueError(f"the store's confidence state was built with encoders {recorded}, "
-                             f"not {encoders}: run with the same [encoders] settings")
+            raise ValueError(
+                f"the store's confidence state was built with encoders {recorded}, "
+                f"not {encoders}: run with the same [encoders] settings"
+            )
         shards = store.get_state("world_size", 1)
         if rows is not None and shards != self.world_size:
-            raise ValueError(f"the store's confidence state was built by {shards} worker(s), not "
-                             f"{self.world_size}: the feedback is sharded by worker, so restart "
-                             "with the same number of workers")
+            raise ValueError(
+                f"the store's confidence state was built by {shards} worker(s), not "
+                f"{self.world_size}: the feedback is sharded by worker, so restart "
+                "with the same number of workers"
+            )
         store.set_state(encoders=encoders, world_size=self.world_size)
         if rows is None:
             self.estimator = ConfidenceEstimator(cfg.confidence, text, self.code_encoder)
@@ -167,7 +188,9 @@ class Learner:
         suggestion = self.store.suggestion(feedback.suggestion_id)
         if suggestion is None:
             self.waiting.setdefault(feedback.suggestion_id, []).append(feedback)
-        elif suggestion.state is not None and all(c.diff is not None for c in suggestion.candidates):
+        elif suggestion.state is not None and all(
+            c.diff is not None for c in suggestion.candidates
+        ):
             self.samples.append(Sample(feedback, suggestion))
             del self.samples[: -self.stream.max_samples]
         return suggestion
@@ -194,8 +217,12 @@ class Learner:
                 stored = self.store.event(fid)
                 if isinstance(stored, Feedback):
                     self._execution(stored, event)
-        self.samples = [Sample(s.feedback, event) if s.suggestion.id == event.id
-                        and s.suggestion.revision < event.revision else s for s in self.samples]
+        self.samples = [
+            Sample(s.feedback, event)
+            if s.suggestion.id == event.id and s.suggestion.revision < event.revision
+            else s
+            for s in self.samples
+        ]
 
     def take_events(self, limit: int = 2000) -> int:
         """Observe up to ``limit`` newly stored events; how many."""
@@ -216,8 +243,11 @@ class Learner:
         waited = now - self.last_update
         due = waited >= self.stream.update_min_interval_s and (
             len(self.samples) >= self.stream.update_every
-            or (len(self.samples) >= self.stream.min_samples
-                and waited >= self.stream.update_seconds))
+            or (
+                len(self.samples) >= self.stream.min_samples
+                and waited >= self.stream.update_seconds
+            )
+        )
         announcement = None
         if due:
             announcement = self.update()
@@ -233,8 +263,13 @@ class Learner:
         fb, sg = sample.feedback, sample.suggestion
         similarity = None
         if fb.kind in ("comment", "edit"):
-            chosen = (candidate_text(sg.candidates[sg.chosen - 1].title, sg.candidates[sg.chosen - 1].diff)
-                      if sg.chosen > 0 else sg.state or "")
+            chosen = (
+                candidate_text(
+                    sg.candidates[sg.chosen - 1].title, sg.candidates[sg.chosen - 1].diff
+                )
+                if sg.chosen > 0
+                else sg.state or ""
+            )
             content = feedback_content(feedback_item(fb, sg))
             emb = self.code_encoder.encode([content, chosen])
             similarity = cosine_similarity(emb[0], emb[1])
@@ -262,12 +297,15 @@ class Learner:
         self.last_update = time.monotonic()
         return samples, inputs, trained
 
-    def rollout(self, samples: list[Sample], inputs: list[tuple[float | None, float]]) -> RolloutBuffer:
+    def rollout(
+        self, samples: list[Sample], inputs: list[tuple[float | None, float]]
+    ) -> RolloutBuffer:
         """The samples as one-step episodes with shaped rewards (``steps`` numbers them, eq. 15)
         and the values of the policy as it is now."""
         states = [s.suggestion.state or "" for s in samples]
-        candidates = [[candidate_text(c.title, c.diff) for c in s.suggestion.candidates]
-                      for s in samples]
+        candidates = [
+            [candidate_text(c.title, c.diff) for c in s.suggestion.candidates] for s in samples
+        ]
         controller = self.ppo.controller
         rewards = []
         for s, (theta, h) in zip(samples, inputs, strict=True):
@@ -277,9 +315,15 @@ class Learner:
             self.ppo.policy.eval()
             values = self.ppo.policy(states, candidates).values.cpu().tolist()
         return self.ppo.transitions_from(
-            states, candidates, [s.suggestion.chosen for s in samples],
-            [s.suggestion.old_log_prob for s in samples], values, rewards,
-            [True] * len(samples), [theta for theta, _ in inputs])
+            states,
+            candidates,
+            [s.suggestion.chosen for s in samples],
+            [s.suggestion.old_log_prob for s in samples],
+            values,
+            rewards,
+            [True] * len(samples),
+            [theta for theta, _ in inputs],
+        )
 
     def publish(self, samples: int, trained: int, diagnostics: dict[str, float]) -> dict[str, Any]:
         """Checkpoint the policy as the next version, save the estimator (``trained`` the stream
@@ -288,10 +332,12 @@ class Learner:
         info = save_checkpoint(self.ppo.policy, self.checkpoints, self.version)
         with self.lock:  # the estimator first: once the version shows, its state is saved too
             self._save_locked(trained_seq=trained)
-            self.store.add_version(self.version, info.sha256, info.size, str(info.path),
-                                   samples, diagnostics)
-        log.info("published policy v%d (%d samples, sha256 %s)", self.version, samples,
-                 info.sha256[:12])
+            self.store.add_version(
+                self.version, info.sha256, info.size, str(info.path), samples, diagnostics
+            )
+        log.info(
+            "published policy v%d (%d samples, sha256 %s)", self.version, samples, info.sha256[:12]
+        )
         return {"version": self.version, "sha256": info.sha256, "size": info.size}
 
     def save(self, **extra: Any) -> None:
@@ -301,8 +347,12 @@ class Learner:
             self._save_locked(**extra)
 
     def _save_locked(self, **extra: Any) -> None:
-        self.store.save_estimator(estimator_to_rows(self.estimator), processed_seq=self.processed,
-                                  steps=self.steps, **extra)
+        self.store.save_estimator(
+            estimator_to_rows(self.estimator),
+            processed_seq=self.processed,
+            steps=self.steps,
+            **extra,
+        )
         self.dirty = False
         self.last_save = time.monotonic()
 
@@ -336,8 +386,9 @@ class Learner:
                 self.estimator.forget_reviewer(reviewer)
                 self.samples = [s for s in self.samples if s.feedback.reviewer != reviewer]
                 remaining = {i.id for i in self.estimator.items()}
-                self.by_suggestion = {k: [f for f in v if f in remaining]
-                                      for k, v in self.by_suggestion.items()}
+                self.by_suggestion = {
+                    k: [f for f in v if f in remaining] for k, v in self.by_suggestion.items()
+                }
                 self.executed &= remaining
             self._save_locked()
             self.store.mark_forgotten([i for i, _ in requests])
@@ -358,9 +409,18 @@ def end_with_parent(parent_alive: Any) -> None:
     threading.Thread(target=watch, name="trustfix-parent-watch", daemon=True).start()
 
 
-def run_learner(store_path: Path, checkpoints: Path, cfg: TrustfixConfig, stream: StreamConfig,
-                torch_threads: int, stopping: Any, ready: Any, parent_alive: Any, log_level: int,
-                learner_class: type = Learner) -> None:
+def run_learner(
+    store_path: Path,
+    checkpoints: Path,
+    cfg: TrustfixConfig,
+    stream: StreamConfig,
+    torch_threads: int,
+    stopping: Any,
+    ready: Any,
+    parent_alive: Any,
+    log_level: int,
+    learner_class: type = Learner,
+) -> None:
     """The learning process: follow the store with a ``learner_class`` (:class:`Learner`, or
     worker 0's learner under ``torchrun``) until ``stopping`` is set or
     ``stream.stop_after_updates`` updates are done; it ends at once when the daemon dies
@@ -368,7 +428,7 @@ def run_learner(store_path: Path, checkpoints: Path, cfg: TrustfixConfig, stream
     logging.basicConfig(level=log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     end_with_parent(parent_alive)
     for sig in (signal.SIGTERM, signal.SIGINT):  # sent to the whole group (Ctrl-C, torchrun): the
-        signal.signal(sig, signal.SIG_IGN)       # daemon stops it, and it saves first
+        signal.signal(sig, signal.SIG_IGN)  # daemon stops it, and it saves first
     os.nice(stream.learner_nice)
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)

@@ -25,8 +25,9 @@ CONFIDENCE_BINS = (0.0, 0.25, 0.5, 0.75, 1.0001)
 """Edges of the confidence bins over which clip fractions are reported."""
 
 
-def confidence_bin_diagnostics(theta: torch.Tensor, shift: torch.Tensor,
-                               clipped: torch.Tensor | None = None, epochs: int = 1) -> dict[str, float]:
+def confidence_bin_diagnostics(
+    theta: torch.Tensor, shift: torch.Tensor, clipped: torch.Tensor | None = None, epochs: int = 1
+) -> dict[str, float]:
     """Per bin of :data:`CONFIDENCE_BINS` over the samples' confidence ``theta``: the share of
     epochs in which a sample's ratio left its region (``clipped``: per sample, epochs clipped;
     nan without it) and the mean |log pi_new - log pi_old| (``shift``); nan for an empty bin.
@@ -37,8 +38,11 @@ def confidence_bin_diagnostics(theta: torch.Tensor, shift: torch.Tensor,
         in_bin = bins == b
         label = f"{CONFIDENCE_BINS[b]:.2f}-{min(CONFIDENCE_BINS[b + 1], 1.0):.2f}"
         count = int(in_bin.sum())
-        out[f"clip_fraction[{label}]"] = (float(clipped[in_bin].mean()) / epochs
-                                          if count and clipped is not None else float("nan"))
+        out[f"clip_fraction[{label}]"] = (
+            float(clipped[in_bin].mean()) / epochs
+            if count and clipped is not None
+            else float("nan")
+        )
         out[f"abs_log_ratio[{label}]"] = float(shift[in_bin].mean()) if count else float("nan")
     return out
 
@@ -117,7 +121,9 @@ def generalized_advantages(
     return advantages, advantages + values
 
 
-def clipped_surrogate(ratio: torch.Tensor, advantages: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+def clipped_surrogate(
+    ratio: torch.Tensor, advantages: torch.Tensor, delta: torch.Tensor
+) -> torch.Tensor:
     """Per-sample L_t = min(rho_t A_t, clip(rho_t, 1 - delta_t, 1 + delta_t) A_t) (eq. 11)."""
     clipped = torch.clamp(ratio, 1.0 - delta, 1.0 + delta)
     return torch.min(ratio * advantages, clipped * advantages)
@@ -172,22 +178,30 @@ class PPOLearner:
         old_log_probs = buffer.column("log_prob")
         old_values = buffer.column("value")
         advantages, returns = generalized_advantages(
-            buffer.column("reward"), old_values, buffer.column("done"),
-            buffer.column("lam"), cfg.gamma, last_value,
+            buffer.column("reward"),
+            old_values,
+            buffer.column("done"),
+            buffer.column("lam"),
+            cfg.gamma,
+            last_value,
         )
         delta, gate, theta = buffer.column("delta"), buffer.column("gate"), buffer.column("theta")
         actions = torch.tensor([t.action for t in samples], dtype=torch.long)
 
         params_before = [p.detach().clone() for p in self.policy.parameters()]
         clipped = torch.zeros(n)  # epochs in which each sample's ratio left its region
-        stats: dict[str, list[float]] = {k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl")}
+        stats: dict[str, list[float]] = {
+            k: [] for k in ("policy_loss", "value_loss", "entropy", "approx_kl")
+        }
         self.policy.train()
         for _ in range(cfg.epochs):
             order = torch.randperm(n, generator=self.generator)
             for idx, weight in self.minibatches(order):
                 batch = [samples[i] for i in idx.tolist()]
                 log_prob, value, entropy = self.evaluate(
-                    [t.state for t in batch], [t.candidates for t in batch], actions[idx].to(self.device)
+                    [t.state for t in batch],
+                    [t.candidates for t in batch],
+                    actions[idx].to(self.device),
                 )
                 log_prob, value, entropy = log_prob.cpu(), value.cpu(), entropy.cpu()
                 log_ratio = log_prob - old_log_probs[idx]
@@ -221,9 +235,13 @@ class PPOLearner:
                 [t.state for t in samples], [t.candidates for t in samples], actions.to(self.device)
             )
             shift = (new_log_prob.cpu() - old_log_probs).abs()
-            step_norm = sum(
-                float((p.detach() - b).pow(2).sum()) for p, b in zip(self.policy.parameters(), params_before)
-            ) ** 0.5
+            step_norm = (
+                sum(
+                    float((p.detach() - b).pow(2).sum())
+                    for p, b in zip(self.policy.parameters(), params_before)
+                )
+                ** 0.5
+            )
         self.updates += 1
         diagnostics = {
             "update": float(self.updates),
@@ -242,8 +260,13 @@ class PPOLearner:
         self.history.append(diagnostics)
         log.info(
             "update %d: n=%d kl=%.4f clip=%.3f ev=%.3f delta=%.3f q=%.3f",
-            self.updates, n, diagnostics["approx_kl"], diagnostics["clip_fraction"],
-            diagnostics["explained_variance"], diagnostics["mean_delta"], diagnostics["mean_gate"],
+            self.updates,
+            n,
+            diagnostics["approx_kl"],
+            diagnostics["clip_fraction"],
+            diagnostics["explained_variance"],
+            diagnostics["mean_delta"],
+            diagnostics["mean_gate"],
         )
         return diagnostics
 

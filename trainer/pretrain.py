@@ -156,8 +156,9 @@ def pretrain(
     for _ in range(cfg.epochs):
         rng.shuffle(order)
         for i in range(0, len(order), cfg.batch_size):
-            batch = [sampled(train[j], cfg.train_candidates, rng)
-                     for j in order[i : i + cfg.batch_size]]  # fmt: skip
+            batch = [
+                sampled(train[j], cfg.train_candidates, rng) for j in order[i : i + cfg.batch_size]
+            ]
             for group in optimiser.param_groups:
                 group["lr"] = learning_rate(step, total, cfg.lr, warmup)
             out = policy([e.state for e in batch], [e.candidates for e in batch])

@@ -96,17 +96,32 @@ def hold_store_lock(store_path: Path) -> IO[bytes]:
 
 def _row_values(event: Event, received: float) -> tuple[Any, ...]:
     if isinstance(event, Suggestion):
-        return (event_key(event), "suggestion", event.id, event.id, event.reviewer,
-                event.revision, received)
-    return (event_key(event), "feedback", event.id, event.suggestion_id, event.reviewer, 0,
-            received)
+        return (
+            event_key(event),
+            "suggestion",
+            event.id,
+            event.id,
+            event.reviewer,
+            event.revision,
+            received,
+        )
+    return (
+        event_key(event),
+        "feedback",
+        event.id,
+        event.suggestion_id,
+        event.reviewer,
+        0,
+        received,
+    )
 
 
 class TrainerStore:
     """One connection to the trainer's store; safe to share between threads (one lock)."""
 
-    def __init__(self, path: Path, synchronous: str = "NORMAL",
-                 checkpoint_every_s: float | None = None) -> None:
+    def __init__(
+        self, path: Path, synchronous: str = "NORMAL", checkpoint_every_s: float | None = None
+    ) -> None:
         """With ``checkpoint_every_s`` a :class:`~trustfix.trainer.db.WalCheckpointer`
         checkpoints the events' write-ahead log that often, and this connection's commits
         (ingest's) never do."""
@@ -134,7 +149,9 @@ class TrainerStore:
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO events (key, type, event_id, suggestion_id, reviewer, "
-                "revision, received, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                "revision, received, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
             added = conn.total_changes - before
             self._count_rejects(((r, n, d) for r, (n, d) in totals.items()), now)
         return added
@@ -155,14 +172,18 @@ class TrainerStore:
     def rejects(self) -> dict[str, int]:
         """Reject counts by reason."""
         with self._lock:
-            return dict(self.db.execute("SELECT reason, count FROM rejects ORDER BY reason").fetchall())
+            return dict(
+                self.db.execute("SELECT reason, count FROM rejects ORDER BY reason").fetchall()
+            )
 
     def count(self, kind: str | None = None) -> int:
         """Number of stored events (of one type: ``suggestion`` or ``feedback``)."""
         with self._lock:
             if kind is None:
                 return self.db.execute("SELECT COUNT(*) FROM events").fetchone()[0]
-            return self.db.execute("SELECT COUNT(*) FROM events WHERE type = ?", (kind,)).fetchone()[0]
+            return self.db.execute(
+                "SELECT COUNT(*) FROM events WHERE type = ?", (kind,)
+            ).fetchone()[0]
 
     def keys(self) -> list[str]:
         """Every stored event key, in arrival order."""
@@ -182,7 +203,8 @@ class TrainerStore:
         with self._lock:
             return self.db.execute(
                 "SELECT seq, suggestion_id, body FROM events WHERE seq > ? ORDER BY seq LIMIT ?",
-                (seq, limit)).fetchall()
+                (seq, limit),
+            ).fetchall()
 
     def event(self, key: str) -> Event | None:
         """The stored event with this key."""
@@ -200,14 +222,17 @@ class TrainerStore:
         with self._lock:
             row = self.db.execute(
                 "SELECT body FROM events WHERE suggestion_id = ? AND type = 'suggestion' "
-                "ORDER BY revision DESC LIMIT 1", (suggestion_id,)).fetchone()
+                "ORDER BY revision DESC LIMIT 1",
+                (suggestion_id,),
+            ).fetchone()
         return None if row is None else decode_event(row[0])  # type: ignore[return-value]
 
     def reviewer_events(self, reviewer: str) -> Iterator[Event]:
         """Every stored event of one reviewer, in arrival order."""
         with self._lock:
             rows = self.db.execute(
-                "SELECT body FROM events WHERE reviewer = ? ORDER BY seq", (reviewer,)).fetchall()
+                "SELECT body FROM events WHERE reviewer = ? ORDER BY seq", (reviewer,)
+            ).fetchall()
         return (decode_event(body) for (body,) in rows)
 
     def delete_reviewer(self, reviewer: str) -> int:
@@ -221,24 +246,31 @@ class TrainerStore:
     def get_state(self, key: str, default: Any = None) -> Any:
         """A JSON value from the ``state`` table."""
         with self._lock:
-            row = self.learner_db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+            row = self.learner_db.execute(
+                "SELECT value FROM state WHERE key = ?", (key,)
+            ).fetchone()
         return default if row is None else json.loads(row[0])
 
     def set_state(self, **values: Any) -> None:
         """Set JSON values in the ``state`` table."""
         with self._lock:
             self.learner_db["state"].upsert_all(
-                [{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key")
+                [{"key": k, "value": json.dumps(v)} for k, v in values.items()], pk="key"
+            )
 
     def save_estimator(self, rows: dict[str, list[dict[str, Any]]], **state: Any) -> None:
         """Replace the estimator's tables (``ConfidenceEstimator.to_rows()``) and set ``state``
         values, in one transaction."""
-        flat = [(tbl, n, json.dumps(row)) for tbl, table in rows.items() for n, row in enumerate(table)]
+        flat = [
+            (tbl, n, json.dumps(row)) for tbl, table in rows.items() for n, row in enumerate(table)
+        ]
         with self._lock, transaction(self.learner_db.conn) as conn:
             conn.execute("DELETE FROM estimator")
             conn.executemany("INSERT INTO estimator (tbl, n, row) VALUES (?, ?, ?)", flat)
-            conn.executemany("INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
-                             [(k, json.dumps(v)) for k, v in state.items()])
+            conn.executemany(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                [(k, json.dumps(v)) for k, v in state.items()],
+            )
 
     def reviewer_trust(self, reviewer: str) -> dict[str, float] | None:
         """One reviewer's saved Beta state, ``{alpha, beta, theta, count}`` (None when unknown),
@@ -246,37 +278,58 @@ class TrainerStore:
         with self._lock:
             row = self.learner_db.execute(
                 "SELECT row FROM estimator WHERE tbl = 'reviewers' "
-                "AND json_extract(row, '$.reviewer') = ?", (reviewer,)).fetchone()
+                "AND json_extract(row, '$.reviewer') = ?",
+                (reviewer,),
+            ).fetchone()
         if row is None:
             return None
         state = json.loads(row[0])
         alpha, beta = state["alpha"], state["beta"]
-        return {"alpha": alpha, "beta": beta, "theta": alpha / (alpha + beta), "count": state["count"]}
+        return {
+            "alpha": alpha,
+            "beta": beta,
+            "theta": alpha / (alpha + beta),
+            "count": state["count"],
+        }
 
     def load_estimator_rows(self) -> dict[str, list[dict[str, Any]]] | None:
         """The saved estimator tables, or None when none were saved."""
         with self._lock:
-            rows = self.learner_db.execute("SELECT tbl, row FROM estimator ORDER BY tbl, n").fetchall()
+            rows = self.learner_db.execute(
+                "SELECT tbl, row FROM estimator ORDER BY tbl, n"
+            ).fetchall()
         if not rows:
             return None
         tables: dict[str, list[dict[str, Any]]] = {
-            t: [] for t in ("meta", "items", "reviewers", "updates", "executions", "f_phi")}
+            t: [] for t in ("meta", "items", "reviewers", "updates", "executions", "f_phi")
+        }
         for tbl, row in rows:
             tables.setdefault(tbl, []).append(json.loads(row))
         return tables
 
     # ------------------------------------------------------------ versions and metrics
 
-    def add_version(self, version: int, sha256: str, size: int, path: str, samples: int,
-                    diagnostics: dict[str, float]) -> None:
+    def add_version(
+        self,
+        version: int,
+        sha256: str,
+        size: int,
+        path: str,
+        samples: int,
+        diagnostics: dict[str, float],
+    ) -> None:
         """Record a published version and its update's diagnostics (one transaction)."""
         now = time.time()
         clean = {k: (None if math.isnan(v) else v) for k, v in diagnostics.items()}
         with self._lock, transaction(self.db.conn) as conn:
-            conn.execute("INSERT OR REPLACE INTO policy_versions VALUES (?, ?, ?, ?, ?, ?)",
-                         (version, sha256, size, path, now, samples))
-            conn.execute("INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
-                         (int(diagnostics.get("update", version)), now, version, json.dumps(clean)))
+            conn.execute(
+                "INSERT OR REPLACE INTO policy_versions VALUES (?, ?, ?, ?, ?, ?)",
+                (version, sha256, size, path, now, samples),
+            )
+            conn.execute(
+                "INSERT OR REPLACE INTO metrics VALUES (?, ?, ?, ?)",
+                (int(diagnostics.get("update", version)), now, version, json.dumps(clean)),
+            )
 
     def versions(self) -> list[dict[str, Any]]:
         """Every published version, oldest first."""
@@ -286,8 +339,10 @@ class TrainerStore:
     def metrics(self) -> list[dict[str, Any]]:
         """Every update's diagnostics, oldest first."""
         with self._lock:
-            return [{**json.loads(r["diagnostics"]), "version": r["version"], "time": r["time"]}
-                    for r in self.db["metrics"].rows_where(order_by="update_no")]
+            return [
+                {**json.loads(r["diagnostics"]), "version": r["version"], "time": r["time"]}
+                for r in self.db["metrics"].rows_where(order_by="update_no")
+            ]
 
     # ------------------------------------------------------------ forgetting
 
@@ -296,21 +351,25 @@ class TrainerStore:
         transaction); how many events went."""
         with self._lock, transaction(self.db.conn) as conn:
             deleted = conn.execute("DELETE FROM events WHERE reviewer = ?", (reviewer,)).rowcount
-            conn.execute("INSERT INTO forget_requests (reviewer, time) VALUES (?, ?)",
-                         (reviewer, time.time()))
+            conn.execute(
+                "INSERT INTO forget_requests (reviewer, time) VALUES (?, ?)",
+                (reviewer, time.time()),
+            )
         return deleted
 
     def pending_forgets(self) -> list[tuple[int, str]]:
         """Forget requests not yet applied to the estimator: ``(id, reviewer)``."""
         with self._lock:
             return self.db.execute(
-                "SELECT id, reviewer FROM forget_requests WHERE applied = 0 ORDER BY id").fetchall()
+                "SELECT id, reviewer FROM forget_requests WHERE applied = 0 ORDER BY id"
+            ).fetchall()
 
     def mark_forgotten(self, request_ids: list[int]) -> None:
         """Mark forget requests as applied."""
         with self._lock:
-            self.db.conn.executemany("UPDATE forget_requests SET applied = 1 WHERE id = ?",
-                                     [(i,) for i in request_ids])
+            self.db.conn.executemany(
+                "UPDATE forget_requests SET applied = 1 WHERE id = ?", [(i,) for i in request_ids]
+            )
 
     def close(self) -> None:
         """Stop the checkpoint thread (if any) and close the connections."""

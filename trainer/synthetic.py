@@ -122,13 +122,18 @@ def run_bandit(
     torch.manual_seed(cfg.seed)
     torch.set_num_threads(1)  # tiny models: one thread is fastest, and leaves a core free
     ppo_cfg = replace(
-        ppo or PPOConfig(), seed=cfg.seed, lr=cfg.lr, minibatch_size=cfg.minibatch_size,
+        ppo or PPOConfig(),
+        seed=cfg.seed,
+        lr=cfg.lr,
+        minibatch_size=cfg.minibatch_size,
         **METHODS[method],
     )
     tr_cfg = replace(trust_region or TrustRegionConfig(), total_steps=cfg.steps)
     learner = PPOLearner(RankerPolicy(ranker or RankerConfig()), ppo_cfg, tr_cfg)
     encoder = make_encoder(HASHING)
-    estimator = ConfidenceEstimator(confidence or ConfidenceConfig(), encoder, encoder, seed=cfg.seed)
+    estimator = ConfidenceEstimator(
+        confidence or ConfidenceConfig(), encoder, encoder, seed=cfg.seed
+    )
     truth = list(cfg.reliabilities) or reviewer_reliabilities(cfg.condition, cfg.reviewers, rng)
     names = [f"reviewer-{i:02d}" for i in range(len(truth))]
     eval_rng = np.random.default_rng(10_000 + cfg.seed)
@@ -150,27 +155,39 @@ def run_bandit(
         intent = candidates[right - 1].split()[1]
         chosen = "STOP" if action == STOP else candidates[action - 1].split()[1]
         item = FeedbackItem(
-            id=f"f{step}", suggestion_id=f"{intent}->{chosen}", reviewer=names[r],
-            role="student", kind=kind, score=score, time=float(step),
+            id=f"f{step}",
+            suggestion_id=f"{intent}->{chosen}",
+            reviewer=names[r],
+            role="student",
+            kind=kind,
+            score=score,
+            time=float(step),
         )
         estimator.observe(item)
         r_env = 0.0
         if rng.random() < cfg.exec_share:
             r_env = 1.0 if correct else 0.0
             estimator.observe_execution(item.id, verified=says_good == correct)
-        pending.append((state, candidates, action, log_prob, value, r_env, item.id,
-                        human_signal(kind, score)))
+        pending.append(
+            (state, candidates, action, log_prob, value, r_env, item.id, human_signal(kind, score))
+        )
         if on_step:
             on_step(step)
         if len(pending) == cfg.batch:
             thetas = [estimator.confidence(p[6]) for p in pending]
             rewards = [
-                learner.controller.reward(p[5], step, theta, p[7]) for p, theta in zip(pending, thetas)
+                learner.controller.reward(p[5], step, theta, p[7])
+                for p, theta in zip(pending, thetas)
             ]
             buffer = learner.transitions_from(
-                [p[0] for p in pending], [p[1] for p in pending], [p[2] for p in pending],
-                [p[3] for p in pending], [p[4] for p in pending], rewards,
-                [True] * len(pending), thetas,
+                [p[0] for p in pending],
+                [p[1] for p in pending],
+                [p[2] for p in pending],
+                [p[3] for p in pending],
+                [p[4] for p in pending],
+                rewards,
+                [True] * len(pending),
+                thetas,
             )
             result.diagnostics.append(learner.update(buffer))
             result.accuracy.append((step + 1, evaluate(learner.policy, eval_requests)))

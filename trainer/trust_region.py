@@ -125,8 +125,11 @@ class TrustRegionController:
         """Shaped reward for one step; without feedback the environment reward alone."""
         if signal is None:
             return r_env
-        weight = 1.0 if theta is None or not (
-            self.switches.use_confidence and self.switches.confidence_weighted_reward
-        ) else float(theta)
+        weight = (
+            1.0
+            if theta is None
+            or not (self.switches.use_confidence and self.switches.confidence_weighted_reward)
+            else float(theta)
+        )
         coefficient = shaping_coefficient(step, self.cfg.total_steps, self.cfg.shaping_max)
         return shaped_reward(r_env, coefficient, weight, signal)

@@ -11,8 +11,11 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-app = typer.Typer(help="trustfix: code refinement that learns how far to trust each reviewer.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="trustfix: code refinement that learns how far to trust each reviewer.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 console = Console(stderr=True)
 
 SetOption = Annotated[
@@ -23,9 +26,14 @@ ConfigOption = Annotated[
     Path, typer.Option("--config", help="pyproject.toml whose [tool.trustfix] table is read.")
 ]
 
-PolicyOption = Annotated[str | None, typer.Option(
-    "--policy", help="Where new policies start: pretrained (the shipped checkpoint) or fresh "
-                     "(random); default: the pretrain.start setting (pretrained).")]
+PolicyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--policy",
+        help="Where new policies start: pretrained (the shipped checkpoint) or fresh "
+        "(random); default: the pretrain.start setting (pretrained).",
+    ),
+]
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -35,7 +43,9 @@ def parse_overrides(items: list[str] | None) -> dict[str, dict[str, Any]]:
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot:
-            raise typer.BadParameter(f"expected SECTION.FIELD=VALUE, got {item!r}", param_hint="--set")
+            raise typer.BadParameter(
+                f"expected SECTION.FIELD=VALUE, got {item!r}", param_hint="--set"
+            )
         out.setdefault(section, {})[name] = value
     return out
 
@@ -64,7 +74,9 @@ def demo(
     condition: Annotated[str, typer.Option(help="Reviewer pool: high, mixed or low.")] = "mixed",
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write results here.")] = None,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Also write results here.")
+    ] = None,
     editor: Annotated[bool, typer.Option(help="First run a scripted editor session.")] = True,
 ) -> None:
     """The loop on one machine: a scripted reviewer in an editor session against
@@ -77,12 +89,20 @@ def demo(
 
 @app.command()
 def serve(
-    tcp: Annotated[str | None, typer.Option("--tcp", metavar="HOST:PORT",
-                                            help="Serve over TCP instead of stdio.")] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Outbox, reviewer key, checkpoints.")] = None,
+    tcp: Annotated[
+        str | None,
+        typer.Option("--tcp", metavar="HOST:PORT", help="Serve over TCP instead of stdio."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Outbox, reviewer key, checkpoints.")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="Logging level (logs go to stderr).")] = "INFO",
-    manual_clock: Annotated[bool, typer.Option(
-        "--manual-clock", help="For tests: offers' time moves only by trustfix/advanceClock.")] = False,
+    manual_clock: Annotated[
+        bool,
+        typer.Option(
+            "--manual-clock", help="For tests: offers' time moves only by trustfix/advanceClock."
+        ),
+    ] = False,
     policy: PolicyOption = None,
 ) -> None:
     """Run the language server (LSP over stdio by default)."""
@@ -90,8 +110,11 @@ def serve(
     import sys
 
     _policy_start(policy)
-    logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from trustfix.server.lsp import server, use_manual_clock
     from trustfix.server.transport import serve_stdio, serve_tcp
 
@@ -111,10 +134,16 @@ def serve(
 @app.command()
 def refine(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
-    line: Annotated[int | None, typer.Option(help="Only the function at this 1-based line.")] = None,
+    line: Annotated[
+        int | None, typer.Option(help="Only the function at this 1-based line.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    apply: Annotated[int | None, typer.Option(help="Write the K-th ranked refinement (1-based) "
-                                              "of the function at --line into FILE.")] = None,
+    apply: Annotated[
+        int | None,
+        typer.Option(
+            help="Write the K-th ranked refinement (1-based) of the function at --line into FILE."
+        ),
+    ] = None,
     top: Annotated[int, typer.Option(help="Refinements shown per function.")] = 3,
     policy: PolicyOption = None,
 ) -> None:
@@ -137,16 +166,19 @@ def refine(
         console.print(f"applied: {chosen['title']} (p={chosen['probability']:.2f})")
     if json_out:
         for unit in ranked:
-            unit["candidates"] = [{k: v for k, v in c.items() if k != "source"}
-                                  for c in unit["candidates"][:top]]
+            unit["candidates"] = [
+                {k: v for k, v in c.items() if k != "source"} for c in unit["candidates"][:top]
+            ]
         typer.echo(json.dumps(ranked, indent=2))
         return
     if apply is None:
         for unit in ranked:
             version = unit["policy_version"]
-            typer.echo(f"{file}:{unit['start_line']} {unit['unit']}  "
-                       f"(policy {'v' + str(version) if version is not None else unit['policy']}, "
-                       f"STOP p={unit['stop_probability']:.2f})")
+            typer.echo(
+                f"{file}:{unit['start_line']} {unit['unit']}  "
+                f"(policy {'v' + str(version) if version is not None else unit['policy']}, "
+                f"STOP p={unit['stop_probability']:.2f})"
+            )
             for rank, c in enumerate(unit["candidates"][:top], 1):
                 typer.echo(f"  {rank}. {c['title']}  p={c['probability']:.2f}  [{c['proposer']}]")
 
@@ -155,7 +187,9 @@ def refine(
 
 StoreOption = Annotated[
     Path | None,
-    typer.Option("--store", help="The trainer's SQLite store [default: DATA_DIR/trainer/store.sqlite]."),
+    typer.Option(
+        "--store", help="The trainer's SQLite store [default: DATA_DIR/trainer/store.sqlite]."
+    ),
 ]
 
 
@@ -177,14 +211,19 @@ def _open_store(store: Path | None, must_exist: bool = True):
 @app.command()
 def train(
     store: StoreOption = None,
-    checkpoints: Annotated[Path | None, typer.Option(
-        help="Checkpoint folder [default: DATA_DIR/trainer/checkpoints].")] = None,
-    endpoint: Annotated[str, typer.Option(help="ROUTER endpoint (events in, weights out).")]
-    = "tcp://127.0.0.1:5555",
-    pub: Annotated[str, typer.Option(help="PUB endpoint (version announcements).")]
-    = "tcp://127.0.0.1:5556",
-    keys: Annotated[Path | None, typer.Option(help="CURVE keys folder (`trustfix keys`); "
-                                              "required off loopback.")] = None,
+    checkpoints: Annotated[
+        Path | None, typer.Option(help="Checkpoint folder [default: DATA_DIR/trainer/checkpoints].")
+    ] = None,
+    endpoint: Annotated[
+        str, typer.Option(help="ROUTER endpoint (events in, weights out).")
+    ] = "tcp://127.0.0.1:5555",
+    pub: Annotated[
+        str, typer.Option(help="PUB endpoint (version announcements).")
+    ] = "tcp://127.0.0.1:5556",
+    keys: Annotated[
+        Path | None,
+        typer.Option(help="CURVE keys folder (`trustfix keys`); required off loopback."),
+    ] = None,
     torch_threads: Annotated[int, typer.Option(help="torch threads (0: torch's default).")] = 1,
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
@@ -203,8 +242,11 @@ def train(
     from trustfix.trainer.ingest import TrainerDaemon
     from trustfix.trainer.wire import InsecureEndpointError
 
-    logging.basicConfig(stream=sys.stderr, level=log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     _policy_start(policy)
     cfg = _load(config, set_)
     stream = cfg.stream
@@ -218,8 +260,9 @@ def train(
             raise typer.Exit(2) from exc
         return
     try:
-        daemon = TrainerDaemon(store_path, checkpoints, endpoint, pub, cfg, stream, keys,
-                               torch_threads)
+        daemon = TrainerDaemon(
+            store_path, checkpoints, endpoint, pub, cfg, stream, keys, torch_threads
+        )
     except (InsecureEndpointError, RuntimeError, FileNotFoundError) as exc:
         console.print(f"[red]trustfix train: {exc}[/red]")
         raise typer.Exit(2) from exc
@@ -240,18 +283,32 @@ def keys(
     from trustfix.trainer.wire import make_keys
 
     public, secret = make_keys(folder, name)
-    console.print(f"trainer keys: {folder}/trainer.key(_secret); server {name!r}: {public}, "
-                  f"{secret} (mode 0600). Copy {folder} to each end, keep *_secret files private.")
+    console.print(
+        f"trainer keys: {folder}/trainer.key(_secret); server {name!r}: {public}, "
+        f"{secret} (mode 0600). Copy {folder} to each end, keep *_secret files private."
+    )
 
 
 @app.command()
-def reviewers(store: StoreOption = None,
-              json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+def reviewers(
+    store: StoreOption = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
     """Each pseudonymous reviewer's Beta confidence: alpha, beta, theta and item count."""
     rows = (_open_store(store).load_estimator_rows() or {}).get("reviewers", [])
-    out = sorted(({"reviewer": r["reviewer"], "alpha": r["alpha"], "beta": r["beta"],
-                   "theta": r["alpha"] / (r["alpha"] + r["beta"]), "items": r["count"]}
-                  for r in rows), key=lambda r: -r["theta"])
+    out = sorted(
+        (
+            {
+                "reviewer": r["reviewer"],
+                "alpha": r["alpha"],
+                "beta": r["beta"],
+                "theta": r["alpha"] / (r["alpha"] + r["beta"]),
+                "items": r["count"],
+            }
+            for r in rows
+        ),
+        key=lambda r: -r["theta"],
+    )
     if json_out:
         typer.echo(json.dumps(out, indent=2))
         return
@@ -259,8 +316,13 @@ def reviewers(store: StoreOption = None,
     for column in ("reviewer", "alpha", "beta", "theta", "items"):
         table.add_column(column)
     for r in out:
-        table.add_row(r["reviewer"], f"{r['alpha']:.2f}", f"{r['beta']:.2f}", f"{r['theta']:.3f}",
-                      str(r["items"]))
+        table.add_row(
+            r["reviewer"],
+            f"{r['alpha']:.2f}",
+            f"{r['beta']:.2f}",
+            f"{r['theta']:.3f}",
+            str(r["items"]),
+        )
     Console().print(table)
 
 
@@ -316,8 +378,10 @@ def forget(
     try:
         lock = hold_store_lock(opened.path)
     except RuntimeError:
-        console.print(f"deleted {deleted} events of {reviewer}; the running trainer removes their "
-                      "confidence contributions within a second")
+        console.print(
+            f"deleted {deleted} events of {reviewer}; the running trainer removes their "
+            "confidence contributions within a second"
+        )
         return
     cfg = _load(config, set_)
     with lock:
@@ -329,14 +393,18 @@ def forget(
             removed += forget_offline(worker, cfg)
         finally:
             worker.close()
-    console.print(f"deleted {deleted} events of {reviewer}; {removed} feedback items removed and "
-                  "everyone's confidence recomputed")
+    console.print(
+        f"deleted {deleted} events of {reviewer}; {removed} feedback items removed and "
+        "everyone's confidence recomputed"
+    )
 
 
 @app.command()
 def status(
     store: StoreOption = None,
-    outbox: Annotated[Path | None, typer.Option(help="A server's outbox.sqlite, for its depth.")] = None,
+    outbox: Annotated[
+        Path | None, typer.Option(help="A server's outbox.sqlite, for its depth.")
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Policy versions, queue depths and rejected messages by reason."""
@@ -351,34 +419,59 @@ def status(
         typer.echo(json.dumps(report, indent=2))
         return
     latest = report["latest_version"]
-    typer.echo(f"policy: {'v' + str(latest) if latest is not None else 'none published'} "
-               f"({len(report['versions'])} versions)")
-    typer.echo(f"events: {report['events']} ({report['suggestions']} suggestions, "
-               f"{report['feedback']} feedback); not yet learned from: {report['unprocessed']}, "
-               f"not yet trained on: {report['untrained']}")
+    typer.echo(
+        f"policy: {'v' + str(latest) if latest is not None else 'none published'} "
+        f"({len(report['versions'])} versions)"
+    )
+    typer.echo(
+        f"events: {report['events']} ({report['suggestions']} suggestions, "
+        f"{report['feedback']} feedback); not yet learned from: {report['unprocessed']}, "
+        f"not yet trained on: {report['untrained']}"
+    )
     if "outbox" in report:
         typer.echo(f"outbox: {report['outbox']} events waiting")
     rejects = ", ".join(f"{k} {v}" for k, v in report["rejects"].items()) or "none"
     typer.echo(f"rejected: {rejects}")
-    typer.echo(f"connections closed or dropped: {report['disconnects']} (a frame over "
-               "stream.hard_limit_bytes drops one)")
+    typer.echo(
+        f"connections closed or dropped: {report['disconnects']} (a frame over "
+        "stream.hard_limit_bytes drops one)"
+    )
 
 
 @app.command()
 def bench(
-    condition: Annotated[str, typer.Option(help="Reviewer condition: high, mixed, low or all.")] = "all",
-    methods: Annotated[list[str] | None, typer.Option(
-        help="Methods (repeatable or comma-separated): ours, ppo, hp-ppo, ua-trpo.")] = None,
-    ablations: Annotated[bool, typer.Option("--ablations", help="Also run Table 2's ablations.")] = False,
-    seeds: Annotated[int | None, typer.Option(help="Seeds per method and condition (default 8).")] = None,
-    steps: Annotated[int | None, typer.Option(help="Training steps per run (default 2048).")] = None,
-    test_tasks: Annotated[int | None, typer.Option(
-        help="Held-out tasks evaluated (default: all, about 169).")] = None,
-    quick: Annotated[bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")] = False,
-    encoder: Annotated[str | None, typer.Option(help="Estimator encoder: hashing or embedded.")] = None,
+    condition: Annotated[
+        str, typer.Option(help="Reviewer condition: high, mixed, low or all.")
+    ] = "all",
+    methods: Annotated[
+        list[str] | None,
+        typer.Option(help="Methods (repeatable or comma-separated): ours, ppo, hp-ppo, ua-trpo."),
+    ] = None,
+    ablations: Annotated[
+        bool, typer.Option("--ablations", help="Also run Table 2's ablations.")
+    ] = False,
+    seeds: Annotated[
+        int | None, typer.Option(help="Seeds per method and condition (default 8).")
+    ] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="Training steps per run (default 2048).")
+    ] = None,
+    test_tasks: Annotated[
+        int | None, typer.Option(help="Held-out tasks evaluated (default: all, about 169).")
+    ] = None,
+    quick: Annotated[
+        bool, typer.Option("--quick", help="CI size: few tasks and steps, one seed.")
+    ] = False,
+    encoder: Annotated[
+        str | None, typer.Option(help="Estimator encoder: hashing or embedded.")
+    ] = None,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("bench-results"),
-    workers: Annotated[int | None, typer.Option(
-        help="Processes running runs in parallel (default: the usable CPUs; 1: in this process).")] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            help="Processes running runs in parallel (default: the usable CPUs; 1: in this process)."
+        ),
+    ] = None,
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
     policy: PolicyOption = None,
@@ -392,18 +485,36 @@ def bench(
     cfg = _load(config, set_)
     chosen = [m.strip() for item in methods or [] for m in item.split(",") if m.strip()]
     try:
-        bench_cfg = bench_config(condition, chosen, ablations, quick, seeds=seeds, steps=steps,
-                                 encoder=encoder, policy=policy, test_tasks=test_tasks)
+        bench_cfg = bench_config(
+            condition,
+            chosen,
+            ablations,
+            quick,
+            seeds=seeds,
+            steps=steps,
+            encoder=encoder,
+            policy=policy,
+            test_tasks=test_tasks,
+        )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
     ) as progress:
         bar = progress.add_task("starting", total=plan_steps(bench_cfg))
-        results = run_bench(bench_cfg, cfg, out, " ".join(["trustfix", *sys.argv[1:]]), workers,
-                            on_step=lambda: progress.advance(bar),
-                            on_run=lambda name: progress.update(bar, description=name))
+        results = run_bench(
+            bench_cfg,
+            cfg,
+            out,
+            " ".join(["trustfix", *sys.argv[1:]]),
+            workers,
+            on_step=lambda: progress.advance(bar),
+            on_run=lambda name: progress.update(bar, description=name),
+        )
     console.print((out / "table1.md").read_text())
     console.print((out / "table2.md").read_text())
     console.print((out / "paired.md").read_text())
@@ -412,9 +523,13 @@ def bench(
 
 @app.command()
 def pretrain(
-    out: Annotated[Path | None, typer.Option(
-        help="Checkpoint folder (default: DATA_DIR/pretrained); the shipped one is "
-             "trainer/policies/pretrained.")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="Checkpoint folder (default: DATA_DIR/pretrained); the shipped one is "
+            "trainer/policies/pretrained."
+        ),
+    ] = None,
     config: ConfigOption = Path("pyproject.toml"),
     set_: SetOption = None,
 ) -> None:
@@ -430,27 +545,40 @@ def pretrain(
     torch.set_num_threads(1)
     out = out or default_data_dir() / "pretrained"
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), TextColumn("{task.fields[note]}"), console=console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[note]}"),
+        console=console,
     ) as progress:
         corpus = progress.add_task("corpus (files read)", total=None, note="")
         examples = progress.add_task("examples (functions)", total=None, note="")
         training = progress.add_task("training (steps)", total=None, note="")
         run = pretrain_ranker(
-            cfg, out, " ".join(["trustfix", *sys.argv[1:]]),
+            cfg,
+            out,
+            " ".join(["trustfix", *sys.argv[1:]]),
             on_corpus=lambda: progress.advance(corpus),
             on_examples=lambda done, total: progress.update(examples, completed=done, total=total),
             on_step=lambda step, total, loss: progress.update(
-                training, completed=step, total=total, note=f"loss {loss:.3f}"),
+                training, completed=step, total=total, note=f"loss {loss:.3f}"
+            ),
         )
     held = run.result.heldout
-    console.print(f"corpus: {run.manifest.kept} functions ({run.manifest.files} files); "
-                  f"examples: {run.counts}")
-    console.print(f"held-out top-1 {held.get('top1', float('nan')):.3f} "
-                  f"(uniform {held.get('uniform_top1', float('nan')):.3f}), top-5 "
-                  f"{held.get('top5', float('nan')):.3f} (uniform {held.get('uniform_top5', float('nan')):.3f})")
-    console.print(f"checkpoint {run.checkpoint.path} sha256 {run.checkpoint.sha256[:16]}; "
-                  f"{run.seconds:.0f} s in all, training {run.result.seconds:.0f} s")
+    console.print(
+        f"corpus: {run.manifest.kept} functions ({run.manifest.files} files); "
+        f"examples: {run.counts}"
+    )
+    console.print(
+        f"held-out top-1 {held.get('top1', float('nan')):.3f} "
+        f"(uniform {held.get('uniform_top1', float('nan')):.3f}), top-5 "
+        f"{held.get('top5', float('nan')):.3f} (uniform {held.get('uniform_top5', float('nan')):.3f})"
+    )
+    console.print(
+        f"checkpoint {run.checkpoint.path} sha256 {run.checkpoint.sha256[:16]}; "
+        f"{run.seconds:.0f} s in all, training {run.result.seconds:.0f} s"
+    )
 
 
 def _policy_start(policy: str | None) -> None:

@@ -177,7 +177,7 @@ class SemgrepCache:
         futures = [self._futures[key] for key, _ in batch]
         try:
             results = semgrep_findings_many([source for _, source in batch], self.config)
-        except Exception as error:  # noqa: BLE001 - reported through every waiting future
+        except Exception as error:
             log.warning("semgrep batch failed: %s", error)
             for future in futures:
                 future.set_exception(error)

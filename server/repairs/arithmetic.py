@@ -30,9 +30,17 @@ from .core import (
 )
 
 _INDEXABLE = frozenset(
-    {"identifier", "integer", "binary_operator", "unary_operator", "call", "attribute",
-     "subscript", "parenthesized_expression"}
-)  # fmt: skip
+    {
+        "identifier",
+        "integer",
+        "binary_operator",
+        "unary_operator",
+        "call",
+        "attribute",
+        "subscript",
+        "parenthesized_expression",
+    }
+)
 """Index and bound expressions that off-by-one may shift (strings, tuples... are left alone)."""
 _ARITHMETIC_PARENTS = frozenset({"+", "-", "*", "/", "//", "%"})
 

@@ -44,8 +44,10 @@ def _negation(node: Node, ctx: Context) -> Iterator[Site]:
         whole = node.parent is not None and (
             node.parent.type in _TESTED | {"return_statement", "assignment"}
         )
-        if argument.type == "parenthesized_expression" and argument.named_child_count == 1 and (
-            whole or argument.named_children[0].type not in LOOSE | {"comparison_operator"}
+        if (
+            argument.type == "parenthesized_expression"
+            and argument.named_child_count == 1
+            and (whole or argument.named_children[0].type not in LOOSE | {"comparison_operator"})
         ):
             new = text(argument.named_children[0])
         yield site(node, new, "negation", f"remove not from {short(text(node))}")
@@ -74,8 +76,9 @@ def _condition(parent: Node, ctx: Context) -> Iterator[Site]:
     for rank, name in enumerate(n for n in names if n not in facts.ints):
         for extra, template in enumerate(GUARDS):
             new = template.format(name=name, cond=cond)
-            yield site(node, new, "condition", f"extend the condition to {short(new)}",
-                       rank + extra)  # fmt: skip
+            yield site(
+                node, new, "condition", f"extend the condition to {short(new)}", rank + extra
+            )
     if node.type == "boolean_operator":
         for side in ("left", "right"):
             part = node.child_by_field_name(side)

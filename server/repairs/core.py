@@ -51,10 +51,27 @@ class Rule:
 NESTED_SCOPES = frozenset({"function_definition", "class_definition", "lambda"})
 CONDITION_PARENTS = frozenset({"if_statement", "elif_clause", "while_statement", "if_clause"})
 NO_PARENS = frozenset(
-    {"identifier", "integer", "float", "call", "subscript", "attribute",
-     "parenthesized_expression", "unary_operator", "list", "string", "true", "false", "none",
-     "tuple", "dictionary", "set", "list_comprehension", "generator_expression"}
-)  # fmt: skip
+    {
+        "identifier",
+        "integer",
+        "float",
+        "call",
+        "subscript",
+        "attribute",
+        "parenthesized_expression",
+        "unary_operator",
+        "list",
+        "string",
+        "true",
+        "false",
+        "none",
+        "tuple",
+        "dictionary",
+        "set",
+        "list_comprehension",
+        "generator_expression",
+    }
+)
 """Expression types that need no parentheses as the operand of ``+``/``-`` or ``not``."""
 TIGHT_BINARY = frozenset({"*", "/", "//", "%", "@", "**"})
 """Binary operators that bind tighter than ``+``/``-`` (their result needs no parentheses)."""
@@ -147,10 +164,22 @@ def is_read(node: Node) -> bool:
         return parent.child_by_field_name("value") == node
     if kind in ("assignment", "augmented_assignment", "for_statement", "for_in_clause"):
         return parent.child_by_field_name("left") != node
-    if kind in ("parameters", "default_parameter", "typed_parameter", "lambda_parameters",
-                "function_definition", "class_definition", "pattern_list", "tuple_pattern",
-                "dotted_name", "aliased_import", "global_statement", "nonlocal_statement",
-                "as_pattern_target", "typed_default_parameter"):  # fmt: skip
+    if kind in (
+        "parameters",
+        "default_parameter",
+        "typed_parameter",
+        "lambda_parameters",
+        "function_definition",
+        "class_definition",
+        "pattern_list",
+        "tuple_pattern",
+        "dotted_name",
+        "aliased_import",
+        "global_statement",
+        "nonlocal_statement",
+        "as_pattern_target",
+        "typed_default_parameter",
+    ):
         return kind == "default_parameter" and parent.child_by_field_name("value") == node
     return True
 
@@ -232,9 +261,13 @@ def _int_expression(node: Node, ints: set[str]) -> bool:
         if op is not None and text(op) in ("//", "%"):
             return True
         return bool(
-            op is not None and text(op) in ("+", "-", "*") and left is not None
-            and right is not None and _int_expression(left, ints) and _int_expression(right, ints)
-        )  # fmt: skip
+            op is not None
+            and text(op) in ("+", "-", "*")
+            and left is not None
+            and right is not None
+            and _int_expression(left, ints)
+            and _int_expression(right, ints)
+        )
     if node.type == "parenthesized_expression" and node.named_child_count == 1:
         return _int_expression(node.named_children[0], ints)
     return False

@@ -88,8 +88,12 @@ BUILTINS: dict[str, tuple[str, ...]] = {
 """Called names and their sibling swaps (builtins, ``math`` functions, common methods)."""
 
 
-def _swaps(node: Node, table: dict[str, tuple[str, ...]], family: str,
-           kinds: tuple[tuple[str, ...], ...] = ()) -> Iterator[Site]:  # fmt: skip
+def _swaps(
+    node: Node,
+    table: dict[str, tuple[str, ...]],
+    family: str,
+    kinds: tuple[tuple[str, ...], ...] = (),
+) -> Iterator[Site]:
     """Swaps of an operator: the table's choices in order, then (rank after them) every other
     operator of its kind in ``kinds``."""
     old = text(node)

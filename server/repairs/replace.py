@@ -18,13 +18,33 @@ from tree_sitter import Node
 from .core import Context, Rule, Site, is_read, positional, short, site, text
 
 SIBLING_ATTRIBUTES: dict[str, tuple[str, ...]] = {
-    "left": ("right",), "right": ("left",), "x": ("y",), "y": ("x",), "start": ("end", "stop"),
-    "end": ("start",), "stop": ("start",), "first": ("last",), "last": ("first",),
-    "head": ("tail",), "tail": ("head",), "prev": ("next",), "next": ("prev",),
-    "key": ("value",), "value": ("key",), "width": ("height",), "height": ("width",),
-    "row": ("col",), "col": ("row",), "min": ("max",), "max": ("min",), "parent": ("child",),
-    "real": ("imag",), "imag": ("real",), "lo": ("hi",), "hi": ("lo",),
-}  # fmt: skip
+    "left": ("right",),
+    "right": ("left",),
+    "x": ("y",),
+    "y": ("x",),
+    "start": ("end", "stop"),
+    "end": ("start",),
+    "stop": ("start",),
+    "first": ("last",),
+    "last": ("first",),
+    "head": ("tail",),
+    "tail": ("head",),
+    "prev": ("next",),
+    "next": ("prev",),
+    "key": ("value",),
+    "value": ("key",),
+    "width": ("height",),
+    "height": ("width",),
+    "row": ("col",),
+    "col": ("row",),
+    "min": ("max",),
+    "max": ("min",),
+    "parent": ("child",),
+    "real": ("imag",),
+    "imag": ("real",),
+    "lo": ("hi",),
+    "hi": ("lo",),
+}
 """Attribute names that come in pairs: each is a sibling of the other even when the function
 reads only one of them."""
 SLICES: tuple[str, ...] = ("[1:]", "[:-1]", "[::-1]")
@@ -68,8 +88,9 @@ def _subscript(node: Node, ctx: Context) -> Iterator[Site]:
         return
     for rank, part in enumerate(parts):
         new = f"{text(value)}[{text(part)}]"
-        yield site(node, new, "replace", f"index {short(text(value))} by {short(text(part))} only",
-                   rank)  # fmt: skip
+        yield site(
+            node, new, "replace", f"index {short(text(value))} by {short(text(part))} only", rank
+        )
 
 
 def _call_argument(node: Node, ctx: Context) -> Iterator[Site]:

@@ -146,8 +146,9 @@ def _insert(node: Node, ctx: Context) -> Iterator[Site]:
         for rank, name in enumerate(n for n in facts.before(node.start_byte) if n in names):
             if name in facts.ints and not _assigned_in(body, name):
                 for step, update in enumerate((f"{name} += 1", f"{name} -= 1")):
-                    yield from _insertion(_append_at_end(body, node, update),
-                                          f"add {update}", rank + step)  # fmt: skip
+                    yield from _insertion(
+                        _append_at_end(body, node, update), f"add {update}", rank + step
+                    )
     elif node.type == "for_statement":
         target = node.child_by_field_name("left")
         if target is None or target.type != "identifier":
@@ -156,8 +157,9 @@ def _insert(node: Node, ctx: Context) -> Iterator[Site]:
         for rank, name in enumerate(lists):
             if not _calls_method(body, name, "append"):
                 statement = f"{name}.append({text(target)})"
-                yield from _insertion(_append_at_end(body, node, statement), f"add {statement}",
-                                      rank)  # fmt: skip
+                yield from _insertion(
+                    _append_at_end(body, node, statement), f"add {statement}", rank
+                )
 
 
 def _reads(node: Node) -> Iterator[Node]:
@@ -197,8 +199,9 @@ def _insert_guard(node: Node, body: Node, ctx: Context) -> Iterator[Site]:
             guard = f"if not {name}:\n{indent}    return {value}\n{indent}"
             line = first.start_point.row + 1
             title = f"add a guard: if not {name}: return {value} on line {line}"
-            yield Site(first.start_byte, first.start_byte, guard, "insert", title, line,
-                       rank + extra)  # fmt: skip
+            yield Site(
+                first.start_byte, first.start_byte, guard, "insert", title, line, rank + extra
+            )
 
 
 RULES: tuple[Rule, ...] = (

@@ -37,8 +37,15 @@ def _swap_args(node: Node, ctx: Context) -> Iterator[Site]:
         swapped = _between(a, b, ctx.data)
         if swapped is not None:
             title = f"swap arguments {short(text(a), 15)} and {short(text(b), 15)}{name}"
-            yield Site(swapped.start, swapped.end, swapped.replacement, "swap_args",
-                       f"{title} {swapped.title}", swapped.line, rank)  # fmt: skip
+            yield Site(
+                swapped.start,
+                swapped.end,
+                swapped.replacement,
+                "swap_args",
+                f"{title} {swapped.title}",
+                swapped.line,
+                rank,
+            )
 
 
 def _swap_operands(node: Node, ctx: Context) -> Iterator[Site]:
@@ -51,16 +58,28 @@ def _swap_operands(node: Node, ctx: Context) -> Iterator[Site]:
         swapped = _between(left, right, ctx.data)
         if swapped is not None:
             title = f"swap operands of {short(text(node))}"
-            yield Site(swapped.start, swapped.end, swapped.replacement, "swap_operands",
-                       f"{title} {swapped.title}", swapped.line)  # fmt: skip
+            yield Site(
+                swapped.start,
+                swapped.end,
+                swapped.replacement,
+                "swap_operands",
+                f"{title} {swapped.title}",
+                swapped.line,
+            )
         return
     parts = node.children_by_field_name("subscript")
     if len(parts) == 2:
         swapped = _between(parts[0], parts[1], ctx.data)
         if swapped is not None:
             title = f"swap indices of {short(text(node))}"
-            yield Site(swapped.start, swapped.end, swapped.replacement, "swap_operands",
-                       f"{title} {swapped.title}", swapped.line)  # fmt: skip
+            yield Site(
+                swapped.start,
+                swapped.end,
+                swapped.replacement,
+                "swap_operands",
+                f"{title} {swapped.title}",
+                swapped.line,
+            )
     inner = node.child_by_field_name("value")
     if len(parts) == 1 and inner is not None and inner.type == "subscript":
         inner_parts = inner.children_by_field_name("subscript")

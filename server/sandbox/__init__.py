@@ -18,8 +18,24 @@ from .pool import CHILD_SCRIPT, Job, Sandbox
 from .result import RunResult, TestResult
 
 __all__ = [
-    "ALLOW_WEAK_ENV", "CHILD_SCRIPT", "PROGRAM_FILE", "SANDBOX_UID", "TESTS_FILE", "Isolation",
-    "Job", "RunResult", "Sandbox", "SandboxConfig", "SandboxUnavailable", "SandboxViolation",
-    "TestResult", "detect_isolation", "docker_available", "execute", "plan_tests",
-    "resolve_backend", "run_job", "seccomp_filter",
-]  # fmt: skip
+    "ALLOW_WEAK_ENV",
+    "CHILD_SCRIPT",
+    "PROGRAM_FILE",
+    "SANDBOX_UID",
+    "TESTS_FILE",
+    "Isolation",
+    "Job",
+    "RunResult",
+    "Sandbox",
+    "SandboxConfig",
+    "SandboxUnavailable",
+    "SandboxViolation",
+    "TestResult",
+    "detect_isolation",
+    "docker_available",
+    "execute",
+    "plan_tests",
+    "resolve_backend",
+    "run_job",
+    "seccomp_filter",
+]

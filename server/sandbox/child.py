@@ -58,10 +58,25 @@ else:  # run as a script (the worker): the stdlib-only siblings from this file's
 _MAX_STREAM_BYTES = 8 << 20
 _RESULT_FD = 3
 _PRELOAD = (
-    "typing", "math", "re", "hashlib", "random", "itertools", "collections", "functools",
-    "string", "heapq", "bisect", "fractions", "statistics", "copy", "operator", "decimal",
-    "datetime", "json",
-)  # fmt: skip
+    "typing",
+    "math",
+    "re",
+    "hashlib",
+    "random",
+    "itertools",
+    "collections",
+    "functools",
+    "string",
+    "heapq",
+    "bisect",
+    "fractions",
+    "statistics",
+    "copy",
+    "operator",
+    "decimal",
+    "datetime",
+    "json",
+)
 
 
 def _program_line(tb: Any) -> int | None:
@@ -95,8 +110,8 @@ def execute(
     emit({"t": "plan", "names": names})
     ns: dict[str, Any] = {"__name__": "__sandbox__", "__builtins__": __builtins__}
     try:
-        exec(compile(job["program"], PROGRAM_FILE, "exec"), ns)  # noqa: S102 - the sandbox's job
-    except BaseException as exc:  # noqa: BLE001 - the program's own failure is the result
+        exec(compile(job["program"], PROGRAM_FILE, "exec"), ns)
+    except BaseException as exc:
         record = _describe(exc, "")
         if isinstance(exc, SyntaxError):
             record["line"] = exc.lineno
@@ -114,13 +129,13 @@ def execute(
             record = {**setup_error, "message": f"setup failed: {setup_error['message']}"}
         else:
             try:
-                exec(step.code, ns)  # noqa: S102 - the sandbox's job
+                exec(step.code, ns)
                 if step.call is not None:
                     ns[step.call]()
             except MemoryError as exc:
                 record = _describe(exc, step.source)
                 emit({"t": "memory"})
-            except BaseException as exc:  # noqa: BLE001 - tests may raise anything
+            except BaseException as exc:
                 record = _describe(exc, step.source)
         if len(violations) > before:
             record = {"exception": "SandboxViolation", "line": None, "message": violations[-1]}
@@ -335,11 +350,15 @@ def _worker_main(base: str, wipe: bool) -> None:
             continue
         try:
             result = run_job(json.loads(line), base)
-        except Exception as exc:  # noqa: BLE001 - report, keep serving
+        except Exception as exc:
             result = {
-                "passed": 0, "failed": 0, "tests": [], "duration": 0.0,
-                "error": "sandbox", "detail": f"{type(exc).__name__}: {exc}",
-            }  # fmt: skip
+                "passed": 0,
+                "failed": 0,
+                "tests": [],
+                "duration": 0.0,
+                "error": "sandbox",
+                "detail": f"{type(exc).__name__}: {exc}",
+            }
         _wipe(scratch)
         out.write(json.dumps(result) + "\n")
         out.flush()
@@ -355,8 +374,12 @@ def _main(argv: list[str]) -> None:
     if "--uid" in rest:
         _drop_privileges(int(rest[rest.index("--uid") + 1]))
     if mode == "--probe":
-        facts = {"pid": os.getpid(), "uid": os.getuid(), "caps": _capabilities(),
-                 "root": sorted(os.listdir("/"))}  # fmt: skip
+        facts = {
+            "pid": os.getpid(),
+            "uid": os.getuid(),
+            "caps": _capabilities(),
+            "root": sorted(os.listdir("/")),
+        }
         sys.stdout.write(json.dumps(facts) + "\n")
     elif mode == "--worker":
         _worker_main(argv[1], "--wipe" in rest)

@@ -51,13 +51,36 @@ class DockerRunner:
         cfg = self._cfg
         folder = str(Path(__file__).resolve().parent)
         cmd = [
-            "docker", "run", "--rm", "-i", "--network", "none",
-            "--memory", f"{cfg.memory_mb}m", "--memory-swap", f"{cfg.memory_mb}m",
-            "--pids-limit", str(cfg.max_processes), "--cpus", "1", "--read-only",
-            "--tmpfs", "/sandbox:rw,exec,size=64m", "--user", f"{SANDBOX_UID}:{SANDBOX_UID}",
-            "--security-opt", "no-new-privileges", "-v", f"{folder}:/trustfix_sandbox:ro",
-            cfg.docker_image, "python", "-I", "/trustfix_sandbox/child.py", "--once", "/sandbox",
-        ]  # fmt: skip
+            "docker",
+            "run",
+            "--rm",
+            "-i",
+            "--network",
+            "none",
+            "--memory",
+            f"{cfg.memory_mb}m",
+            "--memory-swap",
+            f"{cfg.memory_mb}m",
+            "--pids-limit",
+            str(cfg.max_processes),
+            "--cpus",
+            "1",
+            "--read-only",
+            "--tmpfs",
+            "/sandbox:rw,exec,size=64m",
+            "--user",
+            f"{SANDBOX_UID}:{SANDBOX_UID}",
+            "--security-opt",
+            "no-new-privileges",
+            "-v",
+            f"{folder}:/trustfix_sandbox:ro",
+            cfg.docker_image,
+            "python",
+            "-I",
+            "/trustfix_sandbox/child.py",
+            "--once",
+            "/sandbox",
+        ]
         try:
             done = subprocess.run(
                 cmd,

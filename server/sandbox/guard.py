@@ -21,27 +21,73 @@ from typing import Any
 MESSAGE_CHARS = 300
 """Longest message kept per test (and per violation)."""
 BLOCKED_MODULES = frozenset(
-    {"ctypes", "_ctypes", "_posixsubprocess", "_xxsubinterpreters", "_testcapi",
-     "_testinternalcapi"}
-)  # fmt: skip
+    {
+        "ctypes",
+        "_ctypes",
+        "_posixsubprocess",
+        "_xxsubinterpreters",
+        "_testcapi",
+        "_testinternalcapi",
+    }
+)
 """Modules a program may not import (and that the child removes from ``sys.modules``)."""
 _BLOCKED_EVENTS = frozenset(
-    {"os.fork", "os.forkpty", "os.system", "os.exec", "os.posix_spawn", "os.spawn",
-     "subprocess.Popen", "pty.spawn", "os.kill", "os.killpg", "signal.pthread_kill",
-     "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-     "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-     "ctypes.dlopen", "ctypes.dlsym", "ctypes.call_function", "ctypes.cdata",
-     "resource.setrlimit", "resource.prlimit", "os.setuid", "os.setgid", "webbrowser.open",
-     "os.startfile", "gc.get_objects", "gc.get_referrers", "gc.get_referents"}
-)  # fmt: skip
+    {
+        "os.fork",
+        "os.forkpty",
+        "os.system",
+        "os.exec",
+        "os.posix_spawn",
+        "os.spawn",
+        "subprocess.Popen",
+        "pty.spawn",
+        "os.kill",
+        "os.killpg",
+        "signal.pthread_kill",
+        "socket.connect",
+        "socket.bind",
+        "socket.sendto",
+        "socket.sendmsg",
+        "socket.getaddrinfo",
+        "socket.gethostbyname",
+        "socket.gethostbyaddr",
+        "ctypes.dlopen",
+        "ctypes.dlsym",
+        "ctypes.call_function",
+        "ctypes.cdata",
+        "resource.setrlimit",
+        "resource.prlimit",
+        "os.setuid",
+        "os.setgid",
+        "webbrowser.open",
+        "os.startfile",
+        "gc.get_objects",
+        "gc.get_referrers",
+        "gc.get_referents",
+    }
+)
 _PATH_EVENTS: dict[str, tuple[int, ...]] = {
-    "os.remove": (0,), "os.rmdir": (0,), "os.mkdir": (0,), "os.rename": (0, 1),
-    "os.link": (0, 1), "os.symlink": (1,), "os.chmod": (0,), "os.chown": (0,),
-    "os.truncate": (0,), "os.utime": (0,), "os.chflags": (0,), "os.lchflags": (0,),
-    "os.setxattr": (0,), "os.removexattr": (0,), "shutil.rmtree": (0,),
-    "shutil.copyfile": (1,), "shutil.copymode": (1,), "shutil.copystat": (1,),
-    "shutil.move": (0, 1), "shutil.chown": (0,),
-}  # fmt: skip
+    "os.remove": (0,),
+    "os.rmdir": (0,),
+    "os.mkdir": (0,),
+    "os.rename": (0, 1),
+    "os.link": (0, 1),
+    "os.symlink": (1,),
+    "os.chmod": (0,),
+    "os.chown": (0,),
+    "os.truncate": (0,),
+    "os.utime": (0,),
+    "os.chflags": (0,),
+    "os.lchflags": (0,),
+    "os.setxattr": (0,),
+    "os.removexattr": (0,),
+    "shutil.rmtree": (0,),
+    "shutil.copyfile": (1,),
+    "shutil.copymode": (1,),
+    "shutil.copystat": (1,),
+    "shutil.move": (0, 1),
+    "shutil.chown": (0,),
+}
 _AF_UNIX = 1
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 

@@ -135,46 +135,164 @@ _CLONE_NAMESPACES = (
 _X32_SYSCALL_BIT = 0x40000000
 
 _DENIED = (
-    "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "pidfd_getfd", "mount", "umount2",
-    "pivot_root", "chroot", "unshare", "setns", "open_tree", "move_mount", "fsopen", "fsconfig",
-    "fsmount", "fspick", "mount_setattr", "kexec_load", "kexec_file_load", "init_module",
-    "finit_module", "delete_module", "bpf", "perf_event_open", "userfaultfd", "keyctl",
-    "add_key", "request_key", "acct", "swapon", "swapoff", "reboot", "sethostname",
-    "setdomainname", "syslog", "open_by_handle_at", "name_to_handle_at", "quotactl",
-    "lookup_dcookie", "io_uring_setup", "io_uring_enter", "io_uring_register", "fanotify_init",
-    "iopl", "ioperm",
-)  # fmt: skip
+    "ptrace",
+    "process_vm_readv",
+    "process_vm_writev",
+    "kcmp",
+    "pidfd_getfd",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "chroot",
+    "unshare",
+    "setns",
+    "open_tree",
+    "move_mount",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "mount_setattr",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "bpf",
+    "perf_event_open",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "acct",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "sethostname",
+    "setdomainname",
+    "syslog",
+    "open_by_handle_at",
+    "name_to_handle_at",
+    "quotactl",
+    "lookup_dcookie",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "fanotify_init",
+    "iopl",
+    "ioperm",
+)
 """System calls refused with EPERM (those an architecture lacks are skipped)."""
 
 _SYSCALLS: dict[str, tuple[int, dict[str, int]]] = {
     # machine: (AUDIT_ARCH, syscall numbers from asm/unistd_64.h resp. asm-generic/unistd.h)
-    "x86_64": (0xC000003E, {
-        "ptrace": 101, "process_vm_readv": 310, "process_vm_writev": 311, "kcmp": 312,
-        "pidfd_getfd": 438, "mount": 165, "umount2": 166, "pivot_root": 155, "chroot": 161,
-        "unshare": 272, "setns": 308, "open_tree": 428, "move_mount": 429, "fsopen": 430,
-        "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442, "kexec_load": 246,
-        "kexec_file_load": 320, "init_module": 175, "finit_module": 313, "delete_module": 176,
-        "bpf": 321, "perf_event_open": 298, "userfaultfd": 323, "keyctl": 250, "add_key": 248,
-        "request_key": 249, "acct": 163, "swapon": 167, "swapoff": 168, "reboot": 169,
-        "sethostname": 170, "setdomainname": 171, "syslog": 103, "open_by_handle_at": 304,
-        "name_to_handle_at": 303, "quotactl": 179, "lookup_dcookie": 212, "io_uring_setup": 425,
-        "io_uring_enter": 426, "io_uring_register": 427, "fanotify_init": 300, "iopl": 172,
-        "ioperm": 173, "clone3": 435, "socket": 41, "clone": 56,
-    }),
-    "aarch64": (0xC00000B7, {
-        "ptrace": 117, "process_vm_readv": 270, "process_vm_writev": 271, "kcmp": 272,
-        "pidfd_getfd": 438, "mount": 40, "umount2": 39, "pivot_root": 41, "chroot": 51,
-        "unshare": 97, "setns": 268, "open_tree": 428, "move_mount": 429, "fsopen": 430,
-        "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442, "kexec_load": 104,
-        "kexec_file_load": 294, "init_module": 105, "finit_module": 273, "delete_module": 106,
-        "bpf": 280, "perf_event_open": 241, "userfaultfd": 282, "keyctl": 219, "add_key": 217,
-        "request_key": 218, "acct": 89, "swapon": 224, "swapoff": 225, "reboot": 142,
-        "sethostname": 161, "setdomainname": 162, "syslog": 116, "open_by_handle_at": 265,
-        "name_to_handle_at": 264, "quotactl": 60, "lookup_dcookie": 18, "io_uring_setup": 425,
-        "io_uring_enter": 426, "io_uring_register": 427, "fanotify_init": 262, "clone3": 435,
-        "socket": 198, "clone": 220,
-    }),
-}  # fmt: skip
+    "x86_64": (
+        0xC000003E,
+        {
+            "ptrace": 101,
+            "process_vm_readv": 310,
+            "process_vm_writev": 311,
+            "kcmp": 312,
+            "pidfd_getfd": 438,
+            "mount": 165,
+            "umount2": 166,
+            "pivot_root": 155,
+            "chroot": 161,
+            "unshare": 272,
+            "setns": 308,
+            "open_tree": 428,
+            "move_mount": 429,
+            "fsopen": 430,
+            "fsconfig": 431,
+            "fsmount": 432,
+            "fspick": 433,
+            "mount_setattr": 442,
+            "kexec_load": 246,
+            "kexec_file_load": 320,
+            "init_module": 175,
+            "finit_module": 313,
+            "delete_module": 176,
+            "bpf": 321,
+            "perf_event_open": 298,
+            "userfaultfd": 323,
+            "keyctl": 250,
+            "add_key": 248,
+            "request_key": 249,
+            "acct": 163,
+            "swapon": 167,
+            "swapoff": 168,
+            "reboot": 169,
+            "sethostname": 170,
+            "setdomainname": 171,
+            "syslog": 103,
+            "open_by_handle_at": 304,
+            "name_to_handle_at": 303,
+            "quotactl": 179,
+            "lookup_dcookie": 212,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "fanotify_init": 300,
+            "iopl": 172,
+            "ioperm": 173,
+            "clone3": 435,
+            "socket": 41,
+            "clone": 56,
+        },
+    ),
+    "aarch64": (
+        0xC00000B7,
+        {
+            "ptrace": 117,
+            "process_vm_readv": 270,
+            "process_vm_writev": 271,
+            "kcmp": 272,
+            "pidfd_getfd": 438,
+            "mount": 40,
+            "umount2": 39,
+            "pivot_root": 41,
+            "chroot": 51,
+            "unshare": 97,
+            "setns": 268,
+            "open_tree": 428,
+            "move_mount": 429,
+            "fsopen": 430,
+            "fsconfig": 431,
+            "fsmount": 432,
+            "fspick": 433,
+            "mount_setattr": 442,
+            "kexec_load": 104,
+            "kexec_file_load": 294,
+            "init_module": 105,
+            "finit_module": 273,
+            "delete_module": 106,
+            "bpf": 280,
+            "perf_event_open": 241,
+            "userfaultfd": 282,
+            "keyctl": 219,
+            "add_key": 217,
+            "request_key": 218,
+            "acct": 89,
+            "swapon": 224,
+            "swapoff": 225,
+            "reboot": 142,
+            "sethostname": 161,
+            "setdomainname": 162,
+            "syslog": 116,
+            "open_by_handle_at": 265,
+            "name_to_handle_at": 264,
+            "quotactl": 60,
+            "lookup_dcookie": 18,
+            "io_uring_setup": 425,
+            "io_uring_enter": 426,
+            "io_uring_register": 427,
+            "fanotify_init": 262,
+            "clone3": 435,
+            "socket": 198,
+            "clone": 220,
+        },
+    ),
+}
 
 
 def _insn(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
@@ -259,13 +377,33 @@ def bwrap_prefix(
     """The bubblewrap command line a worker starts under (ends with ``--``)."""
     cmd: list[str] = [bwrap]
     if root:
-        cmd += ["--unshare-net", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                "--unshare-cgroup-try", "--cap-drop", "ALL", "--cap-add", "CAP_SETUID",
-                "--cap-add", "CAP_SETGID"]  # fmt: skip
+        cmd += [
+            "--unshare-net",
+            "--unshare-pid",
+            "--unshare-ipc",
+            "--unshare-uts",
+            "--unshare-cgroup-try",
+            "--cap-drop",
+            "ALL",
+            "--cap-add",
+            "CAP_SETUID",
+            "--cap-add",
+            "CAP_SETGID",
+        ]
     else:
         cmd += ["--unshare-all"] + (["--unshare-user", "--disable-userns"] if userns_guard else [])
-    cmd += ["--die-with-parent", "--new-session", "--as-pid-1", "--clearenv",
-            "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "LANG", "C.UTF-8"]  # fmt: skip
+    cmd += [
+        "--die-with-parent",
+        "--new-session",
+        "--as-pid-1",
+        "--clearenv",
+        "--setenv",
+        "PATH",
+        "/usr/bin:/bin",
+        "--setenv",
+        "LANG",
+        "C.UTF-8",
+    ]
     dirs, binds, links = _visible_paths(script_dir)
     for folder in dirs:
         cmd += ["--perms", "0755", "--dir", folder]
@@ -273,8 +411,21 @@ def bwrap_prefix(
         cmd += ["--ro-bind", source, target]
     for link, target in links:
         cmd += ["--symlink", link, target]
-    cmd += ["--proc", "/proc", "--dev", "/dev", "--perms", "1777", "--size", str(tmp_mb << 20),
-            "--tmpfs", SANDBOX_TMP, "--chdir", SANDBOX_TMP, "--"]  # fmt: skip
+    cmd += [
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",
+        "--perms",
+        "1777",
+        "--size",
+        str(tmp_mb << 20),
+        "--tmpfs",
+        SANDBOX_TMP,
+        "--chdir",
+        SANDBOX_TMP,
+        "--",
+    ]
     return tuple(cmd)
 
 
@@ -283,9 +434,11 @@ def _probe_bwrap(iso: Isolation) -> str:
     try:
         proc = iso.popen(
             [iso.python, "-I", iso.script, "--probe", *iso.worker_args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             env={"PATH": "/usr/bin:/bin"},
-        )  # fmt: skip
+        )
         out, err = proc.communicate(timeout=20)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"{type(exc).__name__}: {exc}"
@@ -315,12 +468,18 @@ def _bubblewrap(bwrap: str, tmp_mb: int, use_seccomp: bool, script_dir: Path) ->
     reason = ""
     for guard in (False,) if root else (True, False):
         iso = Isolation(
-            bwrap_prefix(exe, script_dir, root, tmp_mb, guard), True, True,
-            "nobody" if root else "userns", tool="bwrap", mounts=True, seccomp=filt,
-            python=os.path.realpath(sys.executable), script=f"{SCRIPT_DIR}/child.py",
+            bwrap_prefix(exe, script_dir, root, tmp_mb, guard),
+            True,
+            True,
+            "nobody" if root else "userns",
+            tool="bwrap",
+            mounts=True,
+            seccomp=filt,
+            python=os.path.realpath(sys.executable),
+            script=f"{SCRIPT_DIR}/child.py",
             base=SANDBOX_TMP,
             worker_args=(("--uid", str(SANDBOX_UID)) if root else ()) + ("--wipe",),
-        )  # fmt: skip
+        )
         reason = _probe_bwrap(iso)
         if not reason:
             return iso
@@ -329,10 +488,15 @@ def _bubblewrap(bwrap: str, tmp_mb: int, use_seccomp: bool, script_dir: Path) ->
 
 _UNSHARE = ("unshare", "--net", "--pid", "--fork", "--kill-child")
 _SETPRIV = (
-    "setpriv", f"--reuid={SANDBOX_UID}", f"--regid={SANDBOX_UID}", "--clear-groups",
-    "--inh-caps=-all,+dac_read_search", "--ambient-caps=+dac_read_search",
-    "--bounding-set=-all,+dac_read_search", "--no-new-privs",
-)  # fmt: skip
+    "setpriv",
+    f"--reuid={SANDBOX_UID}",
+    f"--regid={SANDBOX_UID}",
+    "--clear-groups",
+    "--inh-caps=-all,+dac_read_search",
+    "--ambient-caps=+dac_read_search",
+    "--bounding-set=-all,+dac_read_search",
+    "--no-new-privs",
+)
 
 
 def _probe(prefix: Sequence[str], expect_pid1: bool) -> bool:
@@ -364,8 +528,15 @@ def _weak(network: bool, reason: str) -> Isolation:
         else:
             userns = ("unshare", "--user", "--map-root-user", *_UNSHARE[1:])
             candidates.append(Isolation(userns, True, True, "userns", tool="unshare"))
-            candidates.append(Isolation(("unshare", "--user", "--map-root-user", "--net"),
-                                        True, False, "userns", tool="unshare"))  # fmt: skip
+            candidates.append(
+                Isolation(
+                    ("unshare", "--user", "--map-root-user", "--net"),
+                    True,
+                    False,
+                    "userns",
+                    tool="unshare",
+                )
+            )
     for iso in candidates:
         if _probe(iso.prefix, iso.pid_namespace):
             return replace(iso, reason=reason)
@@ -374,9 +545,12 @@ def _weak(network: bool, reason: str) -> Isolation:
 
 @functools.cache
 def detect_isolation(
-    network: bool = True, mode: str = "auto", bwrap: str = "bwrap", tmp_mb: int = 64,
+    network: bool = True,
+    mode: str = "auto",
+    bwrap: str = "bwrap",
+    tmp_mb: int = 64,
     seccomp: bool = True,
-) -> Isolation:  # fmt: skip
+) -> Isolation:
     """Probe once what the workers can be started under: bubblewrap unless ``mode="weak"``;
     weak isolation (the result's ``strong`` is false, ``reason`` says why) when it cannot run."""
     if mode not in ("auto", "bwrap", "weak"):

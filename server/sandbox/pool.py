@@ -24,7 +24,7 @@ from .isolation import SANDBOX_UID, Isolation, SandboxUnavailable, detect_isolat
 from .result import RunResult, error_result
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing import Self
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,14 @@ class _Worker:
 
     def __init__(self, iso: Isolation, base: str, wall_timeout: float) -> None:
         self._iso = iso
-        self._argv = [iso.python, "-I", iso.script or str(CHILD_SCRIPT), "--worker",
-                      iso.base or base, *iso.worker_args]  # fmt: skip
+        self._argv = [
+            iso.python,
+            "-I",
+            iso.script or str(CHILD_SCRIPT),
+            "--worker",
+            iso.base or base,
+            *iso.worker_args,
+        ]
         self._cwd = base or "/"
         self._grace = wall_timeout + 30.0
         self._proc: subprocess.Popen[bytes] | None = None

@@ -78,8 +78,12 @@ class RunResult:
         )
 
 
-_MISSING_EXCEPTION = {"timeout": "Timeout", "memory": "MemoryError", "file-size": "FileSizeExceeded",
-                      None: "Exited"}  # fmt: skip
+_MISSING_EXCEPTION = {
+    "timeout": "Timeout",
+    "memory": "MemoryError",
+    "file-size": "FileSizeExceeded",
+    None: "Exited",
+}
 
 
 def assemble(records: list[dict[str, Any]], reason: str | None, duration: float) -> dict[str, Any]:

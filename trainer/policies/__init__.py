@@ -62,9 +62,11 @@ def initial_policy(
         policy, _ = load_checkpoint(PRETRAINED)
         if isinstance(policy, RankerPolicy) and policy.get_config() == dataclasses.asdict(ranker):
             return policy
-        log.warning("the pretrained ranker was trained with other ranker settings (%s); "
-                    "starting fresh (run `trustfix pretrain` with these settings for a prior)",
-                    policy.get_config())
+        log.warning(
+            "the pretrained ranker was trained with other ranker settings (%s); "
+            "starting fresh (run `trustfix pretrain` with these settings for a prior)",
+            policy.get_config(),
+        )
     return RankerPolicy(ranker)
 
 

@@ -42,6 +42,7 @@ PAD, CLS, SEP = 0, 1, 2
 N_SPECIAL = 4
 """Ids below this are reserved (PAD, CLS, SEP and one spare); hashed tokens start here."""
 
+
 @lru_cache(maxsize=65_536)
 def tokenize(text: str, vocab_size: int) -> tuple[int, ...]:
     """Word / punctuation / newline tokens of ``text`` as stable hashed ids in [4, vocab_size)."""
