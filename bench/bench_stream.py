@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import hashlib
 import json
 import logging
 import socket
@@ -28,95 +27,9 @@ import time
 from pathlib import Path
 
 import zmq
-from trustfix.trainer.events import CandidateRecord, Feedback, Suggestion, candidate_text
+from trustfix.trainer.events import candidate_text
+from trustfix.trainer.sample_events import event_stream, make_suggestion
 from trustfix.trainer.wire import PING, PROTOCOL
-
-KINDS = ("accept", "reject", "score", "comment")
-
-
-def make_suggestion(
-    i: int,
-    reviewer: str = "r-a",
-    candidates: int = 3,
-    revision: int = 0,
-    verdict: str | None = None,
-) -> Suggestion:
-    """Suggestion ``s{i}`` with ``candidates`` small diff candidates (execution evidence when
-    ``verdict`` is given)."""
-    from trustfix.trainer.events import Evidence
-
-    records = [
-        CandidateRecord(
-            f"candidate {c} of unit {i % 50}",
-            "operator",
-            f"-    return a < b{c}\n+    return a <= b{c}\n",
-            3 + c,
-            hashlib.sha256(f"{i}:{c}".encode()).hexdigest(),
-            -1.1,
-        )
-        for c in range(candidates)
-    ]
-    evidence = (
-        None
-        if verdict is None
-        else Evidence("pytest", 3, 0 if verdict == "supports" else 2, 0, verdict)
-    )  # type: ignore[arg-type]
-    return Suggestion(
-        id=f"s{i}",
-        policy_version=None,
-        state=f"def unit_{i % 50}(a, b):\n    return a < b\n",
-        state_sha256=hashlib.sha256(f"state {i % 50}".encode()).hexdigest(),
-        features={"candidates": float(candidates)},
-        candidates=records,
-        chosen=1 + i % candidates,
-        old_log_prob=-1.1,
-        reviewer=reviewer,
-        role="developer",
-        time=float(i),
-        revision=revision,
-        r_env=None if verdict is None else (1.0 if verdict == "supports" else 0.6),
-        evidence=evidence,
-    )
-
-
-def make_feedback(
-    i: int, suggestion_id: str, reviewer: str = "r-a", kind: str = "accept"
-) -> Feedback:
-    """Feedback ``f{i}`` of ``kind`` on ``suggestion_id``."""
-    extra = (
-        {"score": 1 + i % 5}
-        if kind == "score"
-        else {"text": f"looks wrong at line {i % 7}"}
-        if kind == "comment"
-        else {}
-    )
-    return Feedback(
-        id=f"f{i}",
-        suggestion_id=suggestion_id,
-        reviewer=reviewer,
-        role="student",
-        kind=kind,
-        time=float(i),
-        **extra,
-    )  # type: ignore[arg-type]
-
-
-def event_stream(n: int, reviewers: int = 5) -> list[Suggestion | Feedback]:
-    """``n`` events: each suggestion followed by feedback from two different reviewers."""
-    events: list[Suggestion | Feedback] = []
-    i = 0
-    while len(events) < n:
-        s = make_suggestion(i, f"r-{i % reviewers}")
-        events.append(s)
-        for j in range(2):
-            if len(events) < n:
-                events.append(
-                    make_feedback(
-                        2 * i + j, s.id, f"r-{(i + j) % reviewers}", KINDS[(i + j) % len(KINDS)]
-                    )
-                )
-        i += 1
-    return events
 
 
 def _free_port() -> int:

@@ -95,7 +95,7 @@ class Suggestion(
     reviewer: _Id
     role: Role
     time: float
-    revision: Annotated[int, msgspec.Meta(ge=0)] = 0
+    revision: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] = 0
     r_env: float | None = None
     evidence: Evidence | None = None
     v: _Version = SCHEMA_VERSION
