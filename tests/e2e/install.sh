@@ -33,7 +33,9 @@ fi
 # node-pty's postinstall runs `npx node-gyp` (npm_config_yes answers its prompt); node headers
 # come from Debian's nodejs (npm_config_nodedir) instead of a download; root needs --unsafe-perm.
 export npm_config_yes=true npm_config_nodedir=/usr
-if [ -f package-lock.json ]; then
+if [ -x node_modules/.bin/code-server ] && [ node_modules/.package-lock.json -nt package-lock.json ]; then
+    echo "code-server and puppeteer-core already installed from package-lock.json"
+elif [ -f package-lock.json ]; then
     npm ci --unsafe-perm --no-audit --no-fund
 else
     npm install --unsafe-perm --no-audit --no-fund
