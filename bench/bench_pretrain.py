@@ -23,7 +23,10 @@ from pathlib import Path
 
 import torch
 from trustfix.bench.bench_ranker import latency
-from trustfix.bench.experiment import PROPOSERS, BenchConfig, Runner, candidate_text, ccs
+from trustfix.bench.environment import candidate_text
+from trustfix.bench.metrics import ccs
+from trustfix.bench.runner import Runner
+from trustfix.bench.settings import PROPOSERS, BenchConfig
 from trustfix.bench.tasks import Task, make_tasks, oracle, split_tasks
 from trustfix.server.findings import ruff_findings
 from trustfix.server.proposers import Candidate, propose
@@ -70,7 +73,7 @@ def first_step_ranks(
         if with_trace and runner is not None:
             state = runner.env.state(task, task.buggy)
             cands = runner.env.candidates(task, task.buggy)
-            texts = [candidate_text(c, runner.candidate_tokens) for c in cands]
+            texts = [candidate_text(c) for c in cands]
         else:
             unit = _unit(task, task.buggy)
             findings = ruff_findings(task.buggy)
@@ -115,7 +118,7 @@ def episode_ccs(runner: Runner, tasks: Sequence[Task], choose: Chooser) -> float
         for _ in range(runner.cfg.horizon):
             state = runner.env.state(task, source)
             cands = runner.env.candidates(task, source)
-            texts = [candidate_text(c, runner.candidate_tokens) for c in cands]
+            texts = [candidate_text(c) for c in cands]
             action = choose(state, cands, texts)
             if action == STOP:
                 break
@@ -140,6 +143,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="seeds of the random baselines")
     parser.add_argument("--no-oracle", action="store_true", help="skip the oracle (slow)")
+    parser.add_argument("--tasks", type=int, default=0, help="held-out tasks used (0: all)")
     parser.add_argument("--latency-runs", type=int, default=50)
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = parser.parse_args()
@@ -159,7 +163,7 @@ def main() -> None:
     pretrained = initial_policy(start="pretrained")
     torch.manual_seed(0)
     fresh = initial_policy(start="fresh")
-    runner = Runner(BenchConfig())
+    runner = Runner(BenchConfig(test_tasks=args.tasks))
     figures: dict[str, object] = {"heldout_corpus": held}
     try:
         tasks = runner.test

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from trustfix.server import guards
 from trustfix.server.guards import NOTHING, AnalysisLanes, analyse_bounded, oversize
 from trustfix.server.settings import ServerSettings
 from trustfix.server.units import units
@@ -29,7 +30,16 @@ def test_deep_units_get_no_refinements_without_analysis(caplog: pytest.LogCaptur
     assert "nested deeper than 100" in caplog.text
 
 
-def test_recursion_in_the_operators_means_no_refinements(caplog: pytest.LogCaptureFixture) -> None:
+def test_recursion_in_the_operators_means_no_refinements(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The repair engine walks the tree without recursion today; any RecursionError that still
+    escapes the analysis (a proposer, ruff's JSON) is caught at the server's call site."""
+
+    def recurse(*args: object, **kwargs: object) -> None:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(guards, "analyse", recurse)
     (unit,) = units(NESTED)
     unbounded = ServerSettings(max_unit_depth=10**6, max_unit_nodes=10**6)
     assert analyse_bounded(unbounded, NESTED, unit, "n.py", None) == NOTHING
