@@ -15,7 +15,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import zmq
+from conftest import QUIET_TRAINER, start_trainer
 from trustfix.trainer.admin import status
 from trustfix.trainer.events import encode_batch, encode_event, event_key
 from trustfix.trainer.sample_events import event_stream, make_suggestion
@@ -40,10 +40,7 @@ MAX_MESSAGE = 1 << 20
 HARD_LIMIT = 4 << 20
 MAX_EVENTS = 2000
 SETTINGS = {
-    "encoders.text_encoder": "hashing",
-    "encoders.code_encoder": "hashing",
-    "stream.update_every": 10**9,
-    "stream.min_samples": 10**9,
+    **QUIET_TRAINER,
     "stream.max_message_bytes": MAX_MESSAGE,
     "stream.hard_limit_bytes": HARD_LIMIT,
     "stream.max_batch_events": MAX_EVENTS,
@@ -234,32 +231,6 @@ def children(pid: int) -> list[int]:
     return out
 
 
-def start_trainer(tmp_path: Path, port: int, pub: int) -> subprocess.Popen:
-    settings = [a for k, v in SETTINGS.items() for a in ("--set", f"{k}={v}")]
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trustfix.trainer",
-            "--store",
-            str(tmp_path / "store.sqlite"),
-            "--checkpoints",
-            str(tmp_path / "ckpt"),
-            "--endpoint",
-            f"tcp://127.0.0.1:{port}",
-            "--pub",
-            f"tcp://127.0.0.1:{pub}",
-            "--config",
-            str(tmp_path / "none.toml"),
-            "--log-level",
-            "WARNING",
-            *settings,
-        ],
-        stderr=subprocess.PIPE,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-
-
 def dealer(port: int) -> zmq.Socket:
     socket = zmq.Context.instance().socket(zmq.DEALER)
     socket.setsockopt(zmq.LINGER, 0)
@@ -300,7 +271,7 @@ def test_hostile_requests_are_all_answered_counted_and_harmless(
 ):
     rng = random.Random(SEED)
     port, pub = free_port(), free_port()
-    trainer = start_trainer(tmp_path, port, pub)
+    trainer = start_trainer(tmp_path, port, pub, SETTINGS)
     tried: Counter[tuple[str, str]] = Counter()
     expected_rejects: Counter[str] = Counter()
     latencies: list[float] = []
@@ -388,7 +359,7 @@ def test_hostile_requests_are_all_answered_counted_and_harmless(
 @pytest.mark.timeout(300)
 def test_learner_ends_with_a_killed_trainer(tmp_path: Path, free_port: Callable[[], int]):
     port, pub = free_port(), free_port()
-    trainer = start_trainer(tmp_path, port, pub)
+    trainer = start_trainer(tmp_path, port, pub, SETTINGS)
     try:
         ready(port, trainer)
         learners = children(trainer.pid)

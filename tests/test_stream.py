@@ -5,7 +5,6 @@ fetched, verified and loaded by the server; the trainer's commands on the result
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import zmq
+from conftest import start_trainer
 from trustfix.server.outbox import Outbox
 from trustfix.server.stream import OutboxSender, PolicyFetchError, PolicySubscriber, fetch_policy
 from trustfix.trainer.config import EncoderConfig, StreamConfig, TrustfixConfig
@@ -104,45 +104,13 @@ def test_outbox_drains_through_the_daemon(tmp_path: Path):
     assert sender.acked == 602  # the resent event is acked (as a duplicate) too
 
 
-def _trainer_process(tmp_path: Path, port: int, pub: int) -> subprocess.Popen:
-    return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "trustfix.trainer",
-            "--store",
-            str(tmp_path / "store.sqlite"),
-            "--checkpoints",
-            str(tmp_path / "ckpt"),
-            "--endpoint",
-            f"tcp://127.0.0.1:{port}",
-            "--pub",
-            f"tcp://127.0.0.1:{pub}",
-            "--config",
-            str(tmp_path / "none.toml"),
-            "--set",
-            "encoders.text_encoder=hashing",
-            "--set",
-            "encoders.code_encoder=hashing",
-            "--set",
-            "stream.update_every=1000000000",
-            "--set",
-            "stream.min_samples=1000000000",
-            "--log-level",
-            "WARNING",
-        ],
-        stderr=subprocess.PIPE,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_trainer_killed_mid_stream_loses_nothing(tmp_path: Path, free_port: Callable[[], int]):
     events = event_stream(N)
     outbox = filled_outbox(tmp_path / "outbox.sqlite", events)
     port, pub = free_port(), free_port()
-    trainer = _trainer_process(tmp_path, port, pub)
+    trainer = start_trainer(tmp_path, port, pub)
     sender = OutboxSender(outbox, f"tcp://127.0.0.1:{port}", FAST).start()
     try:
         wait_for(lambda: outbox.count() < N - 2000, 40, "the first batches")
@@ -152,7 +120,7 @@ def test_trainer_killed_mid_stream_loses_nothing(tmp_path: Path, free_port: Call
         assert 0 < left < N, "the kill must land mid-stream"
         time.sleep(0.5)
         assert outbox.count() == left, "nothing may be acked while the trainer is down"
-        trainer = _trainer_process(tmp_path, port, pub)
+        trainer = start_trainer(tmp_path, port, pub)
         wait_for(lambda: outbox.count() == 0, 60, "the outbox to drain after the restart")
     finally:
         sender.stop()
