@@ -48,6 +48,18 @@ def _swap_args(node: Node, ctx: Context) -> Iterator[Site]:
             )
 
 
+def _swap_site(swapped: Site, title: str) -> Site:
+    """The ``swap_operands`` site of an exchange found by :func:`_between`, titled ``title``."""
+    return Site(
+        swapped.start,
+        swapped.end,
+        swapped.replacement,
+        "swap_operands",
+        f"{title} {swapped.title}",
+        swapped.line,
+    )
+
+
 def _swap_operands(node: Node, ctx: Context) -> Iterator[Site]:
     if node.type == "binary_operator":
         left, op, right = (node.child_by_field_name(f) for f in ("left", "operator", "right"))
@@ -58,28 +70,14 @@ def _swap_operands(node: Node, ctx: Context) -> Iterator[Site]:
         swapped = _between(left, right, ctx.data)
         if swapped is not None:
             title = f"swap operands of {short(text(node))}"
-            yield Site(
-                swapped.start,
-                swapped.end,
-                swapped.replacement,
-                "swap_operands",
-                f"{title} {swapped.title}",
-                swapped.line,
-            )
+            yield _swap_site(swapped, title)
         return
     parts = node.children_by_field_name("subscript")
     if len(parts) == 2:
         swapped = _between(parts[0], parts[1], ctx.data)
         if swapped is not None:
             title = f"swap indices of {short(text(node))}"
-            yield Site(
-                swapped.start,
-                swapped.end,
-                swapped.replacement,
-                "swap_operands",
-                f"{title} {swapped.title}",
-                swapped.line,
-            )
+            yield _swap_site(swapped, title)
     inner = node.child_by_field_name("value")
     if len(parts) == 1 and inner is not None and inner.type == "subscript":
         inner_parts = inner.children_by_field_name("subscript")
