@@ -9,14 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from trustfix.trainer import policies
 from trustfix.trainer.config import RankerConfig
-from trustfix.trainer.policies import RankerPolicy, latest_version, load_checkpoint
+from trustfix.trainer.policies import PRETRAINED, RankerPolicy, latest_version, load_checkpoint
 
 log = logging.getLogger(__name__)
 
-PRETRAINED_DIR = Path(policies.__file__).parent / "pretrained"
-"""Where the shipped pretrained checkpoint lives."""
 POLICY_CHOICES = ("pretrained", "fresh")
 """Values of ``--policy``."""
 
@@ -39,7 +36,7 @@ class StartingPolicy:
 
 
 def resolve_starting_policy(
-    choice: str, ranker: RankerConfig, directory: Path = PRETRAINED_DIR
+    choice: str, ranker: RankerConfig, directory: Path = PRETRAINED
 ) -> StartingPolicy:
     """The starting policy for ``choice`` (``pretrained`` or ``fresh``); ``pretrained`` falls back
     to a fresh ranker, with a warning, when ``directory`` holds no checkpoint."""
